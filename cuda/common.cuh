@@ -1,0 +1,80 @@
+// Shared helpers of the CUDA kernels: error checks, dtype traits, reductions, dispatch.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "error.h"
+#include "ops.h"
+
+// Throws DeviceError naming the call, the CUDA error, the file and the line. Never aborts.
+#define MAMBART_CUDA_CHECK(call)                                                                         \
+  do {                                                                                                    \
+    cudaError_t mambart_err_ = (call);                                                                    \
+    if (mambart_err_ != cudaSuccess) {                                                                    \
+      (void)cudaGetLastError();                                                                           \
+      throw ::mambart::DeviceError(::mambart::detail::cat("CUDA error in ", #call, ": ",                 \
+                                                          cudaGetErrorString(mambart_err_), " (", __FILE__, \
+                                                          ":", __LINE__, ")"));                          \
+    }                                                                                                     \
+  } while (0)
+
+// Checks the launch that was just issued.
+#define MAMBART_CUDA_CHECK_LAUNCH(name) MAMBART_CUDA_CHECK(cudaPeekAtLastError())
+
+namespace mambart {
+namespace cuda {
+
+inline const char* dtype_label(DType t) {
+  switch (t) {
+    case DType::F32: return "float32";
+    case DType::F16: return "float16";
+    case DType::BF16: return "bfloat16";
+    default: return "non-float";
+  }
+}
+
+__device__ __forceinline__ float to_f(float v) { return v; }
+__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024). `sh` holds 32 floats. All threads get it.
+__device__ __forceinline__ float block_sum(float v, float* sh) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  float t = lane < nw ? sh[lane] : 0.f;
+  return warp_sum(t);
+}
+
+__device__ __forceinline__ float silu(float v) { return v / (1.f + __expf(-v)); }
+__device__ __forceinline__ float softplus(float v) { return v > 20.f ? v : log1pf(__expf(v)); }
+
+}  // namespace cuda
+}  // namespace mambart
+
+// Runs the statement with `T` bound to the device type of an activation dtype (F32/F16/BF16).
+#define MAMBART_DISPATCH_FLOAT(dtype, T, what, ...)                                              \
+  switch (dtype) {                                                                               \
+    case ::mambart::DType::F32: { using T = float; __VA_ARGS__; break; }                         \
+    case ::mambart::DType::F16: { using T = __half; __VA_ARGS__; break; }                        \
+    case ::mambart::DType::BF16: { using T = __nv_bfloat16; __VA_ARGS__; break; }                \
+    default:                                                                                     \
+      throw ::mambart::InvalidArgument(::mambart::detail::cat("cuda ", what, ": unsupported dtype ", \
+                                                              ::mambart::cuda::dtype_label(dtype))); \
+  }

@@ -1,0 +1,126 @@
+// Causal depthwise conv1d + SiLU over (batch, seqlen, d_inner), continuing from and updating conv_state
+// (batch, d_inner, d_conv), newest input at index d_conv-1. Input position p < 0 of a sequence is
+// conv_state[d_conv + p]. d_conv is a template parameter (1..8).
+#include "common.cuh"
+#include "kernels.h"
+
+namespace mambart {
+namespace cuda {
+
+constexpr int kConvTokensPerThread = 16;
+
+// Prefill: one thread per (batch, channel, run of kConvTokensPerThread tokens). Reads conv_state, never writes it.
+template <typename T, int W>
+__global__ void conv1d_prefill_kernel(Conv1dParams p) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t b = blockIdx.z;
+  const int64_t t0 = int64_t(blockIdx.y) * kConvTokensPerThread;
+  if (c >= p.d_inner) return;
+  const T* x = static_cast<const T*>(p.x) + b * p.x_batch_stride + c;
+  T* out = static_cast<T*>(p.out) + b * p.out_batch_stride + c;
+  const float* st = p.conv_state + (b * p.d_inner + c) * W;
+  float w[W];
+#pragma unroll
+  for (int k = 0; k < W; ++k) w[k] = p.weight[c * W + k];
+  const float bias = p.bias ? p.bias[c] : 0.f;
+  float win[W];  // win[W-1] is the current token
+#pragma unroll
+  for (int k = 0; k < W - 1; ++k) {
+    const int64_t pos = t0 - (W - 1) + k;
+    win[k + 1] = pos >= 0 ? to_f(x[pos * p.x_token_stride]) : st[W + pos];
+  }
+  const int64_t t1 = min(p.seqlen, t0 + kConvTokensPerThread);
+  for (int64_t t = t0; t < t1; ++t) {
+#pragma unroll
+    for (int k = 0; k < W - 1; ++k) win[k] = win[k + 1];
+    win[W - 1] = to_f(x[t * p.x_token_stride]);
+    float acc = bias;
+#pragma unroll
+    for (int k = 0; k < W; ++k) acc += w[k] * win[k];
+    out[t * p.out_token_stride] = from_f<T>(silu(acc));
+  }
+}
+
+// After the prefill kernel: conv_state <- the last W inputs of [old state, x].
+template <typename T, int W>
+__global__ void conv1d_state_kernel(Conv1dParams p) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t b = blockIdx.y;
+  if (c >= p.d_inner) return;
+  const T* x = static_cast<const T*>(p.x) + b * p.x_batch_stride + c;
+  float* st = p.conv_state + (b * p.d_inner + c) * W;
+  float nw[W];
+#pragma unroll
+  for (int j = 0; j < W; ++j) {
+    const int64_t pos = p.seqlen - W + j;
+    nw[j] = pos >= 0 ? to_f(x[pos * p.x_token_stride]) : st[W + pos];
+  }
+#pragma unroll
+  for (int j = 0; j < W; ++j) st[j] = nw[j];
+}
+
+// Decode (seqlen 1): shift the state, append x, convolve. One thread per (batch, channel).
+template <typename T, int W>
+__global__ void conv1d_step_kernel(Conv1dParams p) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t b = blockIdx.y;
+  if (c >= p.d_inner) return;
+  float* st = p.conv_state + (b * p.d_inner + c) * W;
+  float win[W];
+#pragma unroll
+  for (int k = 0; k < W - 1; ++k) win[k] = st[k + 1];
+  win[W - 1] = to_f(static_cast<const T*>(p.x)[b * p.x_batch_stride + c]);
+  float acc = p.bias ? p.bias[c] : 0.f;
+#pragma unroll
+  for (int k = 0; k < W; ++k) {
+    acc += p.weight[c * W + k] * win[k];
+    st[k] = win[k];
+  }
+  static_cast<T*>(p.out)[b * p.out_batch_stride + c] = from_f<T>(silu(acc));
+}
+
+bool supports_conv1d(const Conv1dParams& p, std::string* why) {
+  if (!is_float_compute(p.act_dtype)) { *why = "act dtype must be float32/float16/bfloat16"; return false; }
+  if (p.d_conv < 1 || p.d_conv > 8) { *why = detail::cat("d_conv ", p.d_conv, " not supported (1..8)"); return false; }
+  if (p.batch < 0 || p.seqlen < 0 || p.d_inner <= 0) { *why = "bad sizes"; return false; }
+  if (p.batch > 65535 || (p.seqlen + kConvTokensPerThread - 1) / kConvTokensPerThread > 65535) {
+    *why = "batch or seqlen too large for one call"; return false;
+  }
+  return true;
+}
+
+template <typename T, int W>
+static void launch_conv1d_w(const Conv1dParams& p, cudaStream_t stream) {
+  const int threads = 128;
+  const unsigned cblocks = unsigned((p.d_inner + threads - 1) / threads);
+  if (p.seqlen == 1) {
+    conv1d_step_kernel<T, W><<<dim3(cblocks, unsigned(p.batch)), threads, 0, stream>>>(p);
+    MAMBART_CUDA_CHECK_LAUNCH("conv1d_step");
+    return;
+  }
+  const unsigned tblocks = unsigned((p.seqlen + kConvTokensPerThread - 1) / kConvTokensPerThread);
+  conv1d_prefill_kernel<T, W><<<dim3(cblocks, tblocks, unsigned(p.batch)), threads, 0, stream>>>(p);
+  MAMBART_CUDA_CHECK_LAUNCH("conv1d_prefill");
+  conv1d_state_kernel<T, W><<<dim3(cblocks, unsigned(p.batch)), threads, 0, stream>>>(p);
+  MAMBART_CUDA_CHECK_LAUNCH("conv1d_state");
+}
+
+void launch_conv1d(const Conv1dParams& p, cudaStream_t stream) {
+  std::string why;
+  if (!supports_conv1d(p, &why)) throw_unsupported("conv1d", why);
+  if (p.batch == 0 || p.seqlen == 0) return;
+  MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "conv1d",
+    switch (p.d_conv) {
+      case 1: launch_conv1d_w<T, 1>(p, stream); break;
+      case 2: launch_conv1d_w<T, 2>(p, stream); break;
+      case 3: launch_conv1d_w<T, 3>(p, stream); break;
+      case 4: launch_conv1d_w<T, 4>(p, stream); break;
+      case 5: launch_conv1d_w<T, 5>(p, stream); break;
+      case 6: launch_conv1d_w<T, 6>(p, stream); break;
+      case 7: launch_conv1d_w<T, 7>(p, stream); break;
+      default: launch_conv1d_w<T, 8>(p, stream); break;
+    });
+}
+
+}  // namespace cuda
+}  // namespace mambart

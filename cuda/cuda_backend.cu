@@ -1,0 +1,213 @@
+// The CUDA backend: device memory, one stream, the kernels of this folder, cuBLAS at run time, CUDA graphs.
+#include "cuda_backend.h"
+
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <utility>
+
+#include "common.cuh"
+#include "cublas_loader.h"
+#include "kernels.h"
+
+namespace mambart {
+
+bool cuda_device_available() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  return n > 0;
+}
+
+namespace {
+
+// Makes the backend's device current for the calling thread and restores nothing (cheap when already current).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int dev) {
+    int cur = -1;
+    if (cudaGetDevice(&cur) != cudaSuccess || cur != dev) MAMBART_CUDA_CHECK(cudaSetDevice(dev));
+  }
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int dev) : dev_(dev), name_(detail::cat("cuda:", dev)) {
+    DeviceGuard g(dev_);
+    MAMBART_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, dev_));
+    const char* g_env = std::getenv("MAMBART_CUDA_GRAPHS");
+    graphs_enabled_ = !(g_env && std::string(g_env) == "0");
+  }
+  ~CudaBackend() override {
+    cudaSetDevice(dev_);
+    for (auto& kv : graphs_) cudaGraphExecDestroy(kv.second);
+    cublas_.reset();
+    if (cublas_ws_) cudaFree(cublas_ws_);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return name_; }
+  bool host_addressable() const override { return false; }
+  DType act_dtype(DType weight_dtype) const override { return weight_dtype; }
+
+  void* alloc(size_t bytes) override {
+    DeviceGuard g(dev_);
+    void* p = nullptr;
+    const cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      if (e == cudaErrorMemoryAllocation)
+        throw OutOfMemory(detail::cat("out of GPU memory on ", name_, " allocating ", bytes, " bytes"), bytes);
+      throw DeviceError(detail::cat("cudaMalloc(", bytes, " bytes) on ", name_, " failed: ", cudaGetErrorString(e)));
+    }
+    return p;
+  }
+  void free(void* p) noexcept override {
+    if (!p) return;
+    cudaSetDevice(dev_);
+    cudaFree(p);
+  }
+  void copy_from_host(void* dst, const void* src, size_t bytes) override {
+    if (!bytes) return;
+    DeviceGuard g(dev_);
+    check_not_capturing("copy_from_host");
+    MAMBART_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+    MAMBART_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host buffer may be reused on return
+  }
+  void copy_to_host(void* dst, const void* src, size_t bytes) override {
+    if (!bytes) return;
+    DeviceGuard g(dev_);
+    check_not_capturing("copy_to_host");
+    MAMBART_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    MAMBART_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (!bytes) return;
+    DeviceGuard g(dev_);
+    MAMBART_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+  }
+  void fill_zero(void* p, size_t bytes) override {
+    if (!bytes) return;
+    DeviceGuard g(dev_);
+    MAMBART_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_));
+  }
+  void synchronize() override {
+    DeviceGuard g(dev_);
+    MAMBART_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  void embed(const EmbedParams& p) override { DeviceGuard g(dev_); cuda::launch_embed(p, stream_); }
+  void add_norm(const AddNormParams& p) override { DeviceGuard g(dev_); cuda::launch_add_norm(p, stream_); }
+  void matmul(const MatmulParams& p) override {
+    DeviceGuard g(dev_);
+    cuda::launch_matmul(p, cuda::gemv_applicable(p) ? nullptr : cublas(), stream_);
+  }
+  void conv1d(const Conv1dParams& p) override { DeviceGuard g(dev_); cuda::launch_conv1d(p, stream_); }
+  void scan(const ScanParams& p) override { DeviceGuard g(dev_); cuda::launch_scan(p, num_sms_, stream_); }
+  void sample(const SampleParams& p) override { DeviceGuard g(dev_); cuda::launch_sample(p, stream_); }
+
+  // Captures `issue` into a CUDA graph the first time per (owner, key) and replays it afterwards.
+  void run_recorded(const void* owner, uint64_t key, const std::function<void()>& issue) override {
+    DeviceGuard g(dev_);
+    if (!graphs_enabled_) {
+      issue();
+      return;
+    }
+    const auto k = std::make_pair(owner, key);
+    auto it = graphs_.find(k);
+    if (it == graphs_.end()) {
+      cublas();  // load (and allocate its workspace) before capturing: no allocation inside a capture
+      MAMBART_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
+      cudaGraph_t graph = nullptr;
+      try {
+        issue();
+      } catch (...) {
+        cudaStreamEndCapture(stream_, &graph);
+        if (graph) cudaGraphDestroy(graph);
+        (void)cudaGetLastError();
+        throw;
+      }
+      MAMBART_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+      cudaGraphExec_t exec = nullptr;
+      const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+      cudaGraphDestroy(graph);
+      MAMBART_CUDA_CHECK(e);
+      it = graphs_.emplace(k, exec).first;
+    }
+    MAMBART_CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
+  }
+  void forget_recorded(const void* owner) override {
+    cudaSetDevice(dev_);
+    for (auto it = graphs_.begin(); it != graphs_.end();) {
+      if (it->first.first == owner) {
+        cudaGraphExecDestroy(it->second);
+        it = graphs_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  const char* cublas_status() {
+    cublas();
+    return cublas_ ? "cublas" : "fallback";
+  }
+
+ private:
+  void check_not_capturing(const char* what) {
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    MAMBART_CUDA_CHECK(cudaStreamIsCapturing(stream_, &st));
+    if (st != cudaStreamCaptureStatusNone)
+      throw DeviceError(detail::cat(name_, ": ", what, " inside a recorded (CUDA graph) region is not allowed"));
+  }
+  cuda::Cublas* cublas() {
+    if (!cublas_tried_) {
+      cublas_tried_ = true;
+      const size_t ws = size_t(32) << 20;
+      if (cudaMalloc(&cublas_ws_, ws) != cudaSuccess) {
+        (void)cudaGetLastError();
+        cublas_ws_ = nullptr;
+        cublas_why_ = "no memory for the cuBLAS workspace";
+        return nullptr;
+      }
+      cublas_ = cuda::Cublas::load(cublas_ws_, ws, &cublas_why_);
+      if (!cublas_) {
+        cudaFree(cublas_ws_);
+        cublas_ws_ = nullptr;
+      }
+    }
+    return cublas_.get();
+  }
+
+  int dev_;
+  std::string name_;
+  cudaStream_t stream_ = nullptr;
+  int num_sms_ = 1;
+  bool graphs_enabled_ = true;
+  std::map<std::pair<const void*, uint64_t>, cudaGraphExec_t> graphs_;
+  bool cublas_tried_ = false;
+  std::unique_ptr<cuda::Cublas> cublas_;
+  void* cublas_ws_ = nullptr;
+  std::string cublas_why_;
+};
+
+}  // namespace
+
+std::shared_ptr<Backend> make_cuda_backend(const BackendOptions& opt) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    throw DeviceError(detail::cat("no usable CUDA device: ", cudaGetErrorString(e)));
+  }
+  if (n <= 0) throw DeviceError("no CUDA device found");
+  if (opt.device_index < 0 || opt.device_index >= n)
+    throw DeviceError(detail::cat("CUDA device ", opt.device_index, " does not exist (", n, " device(s) present)"));
+  return std::make_shared<CudaBackend>(opt.device_index);
+}
+
+}  // namespace mambart

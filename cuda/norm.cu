@@ -1,0 +1,67 @@
+// Residual add fused with RMSNorm / LayerNorm: residual (fp32) += delta; out = norm(residual) * w (+ b).
+#include "common.cuh"
+#include "kernels.h"
+
+namespace mambart {
+namespace cuda {
+
+// One block per row. The updated residual row is kept in shared memory between the passes.
+template <typename T>
+__global__ void add_norm_kernel(float* __restrict__ residual, const T* __restrict__ delta,
+                                const float* __restrict__ weight, const float* __restrict__ bias, T* __restrict__ out,
+                                int64_t dim, int rms, float eps) {
+  extern __shared__ float row[];  // (dim,)
+  __shared__ float red[32];
+  const int64_t r = blockIdx.x;
+  float* res = residual + r * dim;
+  const T* del = delta ? delta + r * dim : nullptr;
+  float s = 0.f;
+  for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+    float v = res[i];
+    if (del) {
+      v += to_f(del[i]);
+      res[i] = v;
+    }
+    row[i] = v;
+    s += v;
+  }
+  float mean = 0.f;
+  if (!rms) mean = block_sum(s, red) / float(dim);
+  float q = 0.f;
+  for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+    float d = row[i] - mean;
+    q += d * d;
+  }
+  const float var = block_sum(q, red) / float(dim);  // mean of squares for RMSNorm (mean == 0)
+  const float inv = rsqrtf(var + eps);
+  T* o = out + r * dim;
+  for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+    float v = (row[i] - mean) * inv * weight[i];
+    if (bias) v += bias[i];
+    o[i] = from_f<T>(v);
+  }
+}
+
+bool supports_add_norm(const AddNormParams& p, std::string* why) {
+  if (!is_float_compute(p.act_dtype)) { *why = "act dtype must be float32/float16/bfloat16"; return false; }
+  if (p.dim <= 0 || p.n_rows < 0) { *why = "bad sizes"; return false; }
+  if (p.dim > 12288) { *why = detail::cat("dim ", p.dim, " > 12288 (the row is kept in shared memory)"); return false; }
+  if (p.n_rows > 2147483647) { *why = "too many rows"; return false; }
+  return true;
+}
+
+void launch_add_norm(const AddNormParams& p, cudaStream_t stream) {
+  std::string why;
+  if (!supports_add_norm(p, &why)) throw_unsupported("add_norm", why);
+  if (p.n_rows == 0) return;
+  int threads = p.dim >= 2048 ? 512 : p.dim >= 512 ? 256 : 128;
+  size_t smem = size_t(p.dim) * sizeof(float);
+  MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "add_norm",
+    add_norm_kernel<T><<<unsigned(p.n_rows), threads, smem, stream>>>(
+        p.residual, static_cast<const T*>(p.delta), p.weight, p.bias, static_cast<T*>(p.out), p.dim, p.rms ? 1 : 0,
+        p.eps));
+  MAMBART_CUDA_CHECK_LAUNCH("add_norm");
+}
+
+}  // namespace cuda
+}  // namespace mambart

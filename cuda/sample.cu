@@ -1,0 +1,232 @@
+// Token selection on the device: one block per row of fp32 logits; only the chosen ids leave the device.
+// Order (HF semantics): repetition penalty over the row's history (once per distinct token) -> temperature ->
+// top_k -> top_p -> min_p -> draw with u = rng_uniform(seed, row, step). temperature == 0 is greedy (argmax,
+// lowest index on ties). Thresholds for top_k / top_p are found by bisection on the order-preserving integer
+// key of the scaled logits (32 block-wide passes), so nothing is sorted; ties at a threshold are all kept.
+// The draw walks the kept tokens in index order: the first whose cumulative probability exceeds u.
+#include "common.cuh"
+#include "kernels.h"
+
+namespace mambart {
+namespace cuda {
+
+namespace {
+
+constexpr int kSampleThreads = 1024;
+
+__device__ __forceinline__ uint32_t order_key(float f) {
+  const uint32_t u = __float_as_uint(f);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+template <typename V>
+__device__ V block_reduce_sum(V v, V* sh) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+  __syncthreads();
+  V t = threadIdx.x < (blockDim.x >> 5) ? sh[threadIdx.x] : V(0);
+  if (threadIdx.x < 32) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+    if (threadIdx.x == 0) sh[0] = t;
+  }
+  __syncthreads();
+  return sh[0];
+}
+
+// Block-wide (max value, lowest index) over the row.
+__device__ void block_argmax(float v, int idx, float* shv, int* shi, float* out_v, int* out_i) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+    if (ov > v || (ov == v && oi < idx)) { v = ov; idx = oi; }
+  }
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) { shv[threadIdx.x >> 5] = v; shi[threadIdx.x >> 5] = idx; }
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    const int nw = blockDim.x >> 5;
+    v = threadIdx.x < nw ? shv[threadIdx.x] : -INFINITY;
+    idx = threadIdx.x < nw ? shi[threadIdx.x] : 0x7fffffff;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+      const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+      if (ov > v || (ov == v && oi < idx)) { v = ov; idx = oi; }
+    }
+    if (threadIdx.x == 0) { shv[0] = v; shi[0] = idx; }
+  }
+  __syncthreads();
+  *out_v = shv[0];
+  *out_i = shi[0];
+}
+
+__global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleParams p) {
+  extern __shared__ uint32_t seen[];  // (vocab / 32) bitmap, only with a repetition penalty
+  __shared__ float shf[32];
+  __shared__ int shi[32];
+  __shared__ unsigned shu[32];
+  const int64_t r = blockIdx.x;
+  float* logits = const_cast<float*>(p.logits) + r * p.ld_logits;
+  const int V = int(p.vocab);
+
+  if (p.repetition_penalty != 1.f && p.history && p.history_len) {
+    const int words = (V + 31) / 32;
+    for (int i = threadIdx.x; i < words; i += blockDim.x) seen[i] = 0u;
+    __syncthreads();
+    const int64_t n = p.history_len[r];
+    const int32_t* hist = p.history + r * p.ld_history;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+      const int id = hist[i];
+      if (id < 0 || id >= V) continue;
+      const uint32_t bit = 1u << (id & 31);
+      if ((atomicOr(&seen[id >> 5], bit) & bit) == 0u) {
+        const float v = logits[id];
+        logits[id] = v < 0.f ? v * p.repetition_penalty : v / p.repetition_penalty;
+      }
+    }
+    __syncthreads();
+  }
+
+  // Max of the (penalized) logits, lowest index on ties.
+  float bv = -INFINITY;
+  int bi = 0x7fffffff;
+  for (int i = threadIdx.x; i < V; i += blockDim.x) {
+    const float v = logits[i];
+    if (v > bv) { bv = v; bi = i; }  // strided ascending i: first max per thread has the lowest index
+  }
+  float maxv;
+  int argmax;
+  block_argmax(bv, bi, shf, shi, &maxv, &argmax);
+  if (argmax == 0x7fffffff) argmax = 0;  // all NaN / -inf: token 0
+  if (p.temperature <= 0.f) {
+    if (threadIdx.x == 0) p.out[r] = argmax;
+    return;
+  }
+  const float inv_t = 1.f / p.temperature;
+  const float smax = maxv * inv_t;
+  // top_k: the largest key K with count(key >= K) >= k.
+  uint32_t kthr = 0u;
+  if (p.top_k > 0 && p.top_k < p.vocab) {
+    uint32_t lo = 0u, hi = 0xffffffffu;  // answer in [lo, hi]
+    while (lo < hi) {
+      const uint32_t mid = lo + (hi - lo + 1) / 2;
+      unsigned cnt = 0;
+      for (int i = threadIdx.x; i < V; i += blockDim.x) cnt += order_key(logits[i] * inv_t) >= mid;
+      cnt = block_reduce_sum<unsigned>(cnt, shu);
+      if (cnt >= unsigned(p.top_k)) lo = mid; else hi = mid - 1;
+    }
+    kthr = lo;
+  }
+  // top_p: the smallest key K (among kept tokens) with mass(key <= K) > (1 - top_p) * Z; keep key >= K.
+  uint32_t pthr = 0u;
+  if (p.top_p < 1.f) {
+    float z = 0.f;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+      const float s = logits[i] * inv_t;
+      if (order_key(s) >= kthr) z += __expf(s - smax);
+    }
+    z = block_reduce_sum<float>(z, shf);
+    const float limit = (1.f - p.top_p) * z;
+    uint32_t lo = kthr, hi = order_key(smax);  // answer in [lo, hi]; hi always qualifies
+    while (lo < hi) {
+      const uint32_t mid = lo + (hi - lo) / 2;
+      float m = 0.f;
+      for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        const float s = logits[i] * inv_t;
+        const uint32_t k = order_key(s);
+        if (k >= kthr && k <= mid) m += __expf(s - smax);
+      }
+      m = block_reduce_sum<float>(m, shf);
+      if (m > limit) hi = mid; else lo = mid + 1;
+    }
+    pthr = lo;
+  }
+  const uint32_t thr = kthr > pthr ? kthr : pthr;
+  const float min_logit = p.min_p > 0.f ? smax + logf(p.min_p) : -INFINITY;
+  // Draw: contiguous segments per thread, block prefix sum of their masses, then one thread walks its segment.
+  const int seg = (V + blockDim.x - 1) / blockDim.x;
+  const int s0 = min(V, int(threadIdx.x) * seg), s1 = min(V, s0 + seg);
+  float mass = 0.f;
+  for (int i = s0; i < s1; ++i) {
+    const float s = logits[i] * inv_t;
+    if (order_key(s) >= thr && s >= min_logit) mass += __expf(s - smax);
+  }
+  // Exclusive scan of `mass` over the block.
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float incl = mass;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const float t = __shfl_up_sync(0xffffffffu, incl, o);
+    if (lane >= o) incl += t;
+  }
+  __syncthreads();
+  if (lane == 31) shf[warp] = incl;
+  __syncthreads();
+  if (warp == 0) {
+    float w = lane < int(blockDim.x >> 5) ? shf[lane] : 0.f;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const float t = __shfl_up_sync(0xffffffffu, w, o);
+      if (lane >= o) w += t;
+    }
+    shf[lane] = w;  // inclusive warp totals
+  }
+  __syncthreads();
+  const float before = (warp > 0 ? shf[warp - 1] : 0.f) + incl - mass;
+  const float total = shf[(blockDim.x >> 5) - 1];
+  const float target = float(rng_uniform(p.seed, uint64_t(r), p.step)) * total;
+  __syncthreads();
+  if (threadIdx.x == 0) shi[0] = argmax;  // fallback when rounding leaves the target past the end
+  __syncthreads();
+  if (mass > 0.f && target >= before && target < before + mass) {
+    float cum = before;
+    int pick = -1, last = -1;
+    for (int i = s0; i < s1; ++i) {
+      const float s = logits[i] * inv_t;
+      if (order_key(s) >= thr && s >= min_logit) {
+        last = i;
+        cum += __expf(s - smax);
+        if (cum > target) { pick = i; break; }
+      }
+    }
+    shi[0] = pick >= 0 ? pick : last;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) p.out[r] = shi[0];
+}
+
+}  // namespace
+
+bool supports_sample(const SampleParams& p, std::string* why) {
+  if (p.rows < 0 || p.vocab <= 0 || p.ld_logits < p.vocab) { *why = "bad sizes"; return false; }
+  if (p.vocab > 1500000) { *why = "vocab > 1.5M"; return false; }
+  if (p.rows > 2147483647) { *why = "too many rows"; return false; }
+  if (p.top_k < 0) { *why = "top_k < 0"; return false; }
+  return true;
+}
+
+void launch_sample(const SampleParams& p, cudaStream_t stream) {
+  std::string why;
+  if (!supports_sample(p, &why)) throw_unsupported("sample", why);
+  if (p.rows == 0) return;
+  size_t smem = 0;
+  if (p.repetition_penalty != 1.f && p.history && p.history_len) {
+    smem = size_t((p.vocab + 31) / 32) * 4;
+    if (smem > 48 * 1024) {
+      static bool raised = false;  // vocab > 393k: raise the dynamic shared memory limit once
+      if (!raised) {
+        MAMBART_CUDA_CHECK(cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
+        raised = true;
+      }
+    }
+  }
+  sample_kernel<<<unsigned(p.rows), kSampleThreads, smem, stream>>>(p);
+  MAMBART_CUDA_CHECK_LAUNCH("sample");
+}
+
+}  // namespace cuda
+}  // namespace mambart
