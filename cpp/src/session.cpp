@@ -371,8 +371,8 @@ std::vector<int32_t> generate(State& st, const std::vector<const int32_t*>& prom
     hist_len_dev = Buffer(&be, size_t(B) * 8);
   }
 
-  std::vector<int32_t> tok(size_t(B)), shown(size_t(B));
-  std::vector<char> done(size_t(B), 0);
+  std::vector<int32_t> tok(static_cast<size_t>(B)), shown(static_cast<size_t>(B));
+  std::vector<char> done(static_cast<size_t>(B), 0);
   for (int64_t step = 0; step < opt.max_new_tokens; ++step) {
     if (step > 0) {
       // Decode one token for every row (rows that stopped run too, their outputs are ignored).

@@ -59,7 +59,7 @@ nb::dict config_dict(const Model& m) {
   d["in_proj_bias"] = c.in_proj_bias;
   d["conv_bias"] = c.conv_bias;
   d["norm_eps"] = c.norm_eps;
-  auto opt_id = [](int64_t v) -> nb::object { return v < 0 ? nb::none() : nb::int_(v); };
+  auto opt_id = [](int64_t v) -> nb::object { return v < 0 ? nb::object(nb::none()) : nb::object(nb::int_(v)); };
   d["bos_token_id"] = opt_id(c.bos_token_id);
   d["eos_token_id"] = opt_id(c.eos_token_id);
   d["pad_token_id"] = opt_id(c.pad_token_id);

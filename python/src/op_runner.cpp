@@ -35,6 +35,8 @@ class OpRunner {
     o.threads = threads;
     be_ = make_backend(device, o);
   }
+  OpRunner(const OpRunner&) = delete;
+  OpRunner& operator=(const OpRunner&) = delete;
   std::string name() const { return be_->name(); }
 
   // Copies a host array into backend memory (kept until the op returns).
