@@ -152,10 +152,7 @@ class CudaBackend final : public Backend {
     }
   }
 
-  const char* cublas_status() {
-    cublas();
-    return cublas_ ? "cublas" : "fallback";
-  }
+  int64_t chunk_tokens() const override { return 4096; }
 
  private:
   void check_not_capturing(const char* what) {

@@ -14,6 +14,18 @@ namespace {
 
 constexpr int kSampleThreads = 1024;
 
+// rng_uniform of ops.h, on the device (the same counter-based stream).
+__device__ __forceinline__ uint64_t d_splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+__device__ __forceinline__ double d_rng_uniform(uint64_t seed, uint64_t row, uint64_t step) {
+  const uint64_t h = d_splitmix64(seed ^ d_splitmix64(row * 0x632be59bd9b4e019ull ^ d_splitmix64(step)));
+  return double(h >> 11) * (1.0 / 9007199254740992.0);
+}
+
 __device__ __forceinline__ uint32_t order_key(float f) {
   const uint32_t u = __float_as_uint(f);
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
@@ -108,10 +120,21 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleParams p) 
   }
   const float inv_t = 1.f / p.temperature;
   const float smax = maxv * inv_t;
+  const uint32_t kmax = order_key(smax);
+  // Mass exp(s - smax) of the tokens whose key lies in [lo, hi].
+  auto mass_in = [&](uint32_t lo, uint32_t hi, float min_s) {
+    float m = 0.f;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+      const float s = logits[i] * inv_t;
+      const uint32_t k = order_key(s);
+      if (k >= lo && k <= hi && s >= min_s) m += __expf(s - smax);
+    }
+    return block_reduce_sum<float>(m, shf);
+  };
   // top_k: the largest key K with count(key >= K) >= k.
-  uint32_t kthr = 0u;
+  uint32_t thr = 0u;
   if (p.top_k > 0 && p.top_k < p.vocab) {
-    uint32_t lo = 0u, hi = 0xffffffffu;  // answer in [lo, hi]
+    uint32_t lo = 0u, hi = kmax;  // answer in [lo, hi]
     while (lo < hi) {
       const uint32_t mid = lo + (hi - lo + 1) / 2;
       unsigned cnt = 0;
@@ -119,84 +142,60 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleParams p) 
       cnt = block_reduce_sum<unsigned>(cnt, shu);
       if (cnt >= unsigned(p.top_k)) lo = mid; else hi = mid - 1;
     }
-    kthr = lo;
+    thr = lo;
   }
-  // top_p: the smallest key K (among kept tokens) with mass(key <= K) > (1 - top_p) * Z; keep key >= K.
-  uint32_t pthr = 0u;
+  // top_p: the smallest prefix (in descending order) whose mass reaches top_p: the largest K with
+  // mass(key >= K) >= top_p * Z.
   if (p.top_p < 1.f) {
-    float z = 0.f;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) {
-      const float s = logits[i] * inv_t;
-      if (order_key(s) >= kthr) z += __expf(s - smax);
-    }
-    z = block_reduce_sum<float>(z, shf);
-    const float limit = (1.f - p.top_p) * z;
-    uint32_t lo = kthr, hi = order_key(smax);  // answer in [lo, hi]; hi always qualifies
+    const float limit = p.top_p * mass_in(thr, 0xffffffffu, -INFINITY);
+    uint32_t lo = thr, hi = kmax;
     while (lo < hi) {
-      const uint32_t mid = lo + (hi - lo) / 2;
-      float m = 0.f;
-      for (int i = threadIdx.x; i < V; i += blockDim.x) {
-        const float s = logits[i] * inv_t;
-        const uint32_t k = order_key(s);
-        if (k >= kthr && k <= mid) m += __expf(s - smax);
-      }
-      m = block_reduce_sum<float>(m, shf);
-      if (m > limit) hi = mid; else lo = mid + 1;
+      const uint32_t mid = lo + (hi - lo + 1) / 2;
+      if (mass_in(mid, 0xffffffffu, -INFINITY) >= limit) lo = mid; else hi = mid - 1;
     }
-    pthr = lo;
+    thr = lo;
   }
-  const uint32_t thr = kthr > pthr ? kthr : pthr;
-  const float min_logit = p.min_p > 0.f ? smax + logf(p.min_p) : -INFINITY;
-  // Draw: contiguous segments per thread, block prefix sum of their masses, then one thread walks its segment.
-  const int seg = (V + blockDim.x - 1) / blockDim.x;
-  const int s0 = min(V, int(threadIdx.x) * seg), s1 = min(V, s0 + seg);
-  float mass = 0.f;
-  for (int i = s0; i < s1; ++i) {
+  // min_p: keep p >= min_p * p_max, i.e. s >= smax + log(min_p).
+  const float min_s = p.min_p > 0.f ? smax + logf(p.min_p) : -INFINITY;
+  // Draw in descending order: target = u * total; the token is in the group of the largest key K with
+  // mass(kept, key >= K) > target; ties inside that group go by index.
+  const float total = mass_in(thr, 0xffffffffu, min_s);
+  const float target = float(d_rng_uniform(p.seed, uint64_t(r), p.step)) * total;
+  uint32_t lo = thr, hi = kmax;
+  while (lo < hi) {
+    const uint32_t mid = lo + (hi - lo + 1) / 2;
+    if (mass_in(mid, 0xffffffffu, min_s) > target) lo = mid; else hi = mid - 1;
+  }
+  const uint32_t K = lo;
+  // Tokens with key K (kept): usually exactly one. Lowest index via a block argmax on -index.
+  unsigned ties = 0;
+  int first = 0x7fffffff;
+  for (int i = threadIdx.x; i < V; i += blockDim.x) {
     const float s = logits[i] * inv_t;
-    if (order_key(s) >= thr && s >= min_logit) mass += __expf(s - smax);
+    if (order_key(s) == K && s >= min_s) { ++ties; first = min(first, i); }
   }
-  // Exclusive scan of `mass` over the block.
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  float incl = mass;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const float t = __shfl_up_sync(0xffffffffu, incl, o);
-    if (lane >= o) incl += t;
+  ties = block_reduce_sum<unsigned>(ties, shu);
+  float dummy;
+  int lowest;
+  block_argmax(first == 0x7fffffff ? -INFINITY : -float(first), first, shf, shi, &dummy, &lowest);
+  if (ties <= 1) {
+    if (threadIdx.x == 0) p.out[r] = ties == 1 ? lowest : argmax;
+    return;
   }
-  __syncthreads();
-  if (lane == 31) shf[warp] = incl;
-  __syncthreads();
-  if (warp == 0) {
-    float w = lane < int(blockDim.x >> 5) ? shf[lane] : 0.f;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const float t = __shfl_up_sync(0xffffffffu, w, o);
-      if (lane >= o) w += t;
-    }
-    shf[lane] = w;  // inclusive warp totals
-  }
-  __syncthreads();
-  const float before = (warp > 0 ? shf[warp - 1] : 0.f) + incl - mass;
-  const float total = shf[(blockDim.x >> 5) - 1];
-  const float target = float(rng_uniform(p.seed, uint64_t(r), p.step)) * total;
-  __syncthreads();
-  if (threadIdx.x == 0) shi[0] = argmax;  // fallback when rounding leaves the target past the end
-  __syncthreads();
-  if (mass > 0.f && target >= before && target < before + mass) {
-    float cum = before;
+  const float above = K < 0xffffffffu ? mass_in(K + 1, 0xffffffffu, min_s) : 0.f;
+  if (threadIdx.x == 0) {  // several tokens share the key: walk them in index order (rare)
+    float cum = above;
     int pick = -1, last = -1;
-    for (int i = s0; i < s1; ++i) {
+    for (int i = lowest; i < V; ++i) {
       const float s = logits[i] * inv_t;
-      if (order_key(s) >= thr && s >= min_logit) {
+      if (order_key(s) == K && s >= min_s) {
         last = i;
         cum += __expf(s - smax);
-        if (cum > target) { pick = i; break; }
+        if (target < cum) { pick = i; break; }
       }
     }
-    shi[0] = pick >= 0 ? pick : last;
+    p.out[r] = pick >= 0 ? pick : last;
   }
-  __syncthreads();
-  if (threadIdx.x == 0) p.out[r] = shi[0];
 }
 
 }  // namespace
