@@ -1,0 +1,248 @@
+"""Every CUDA kernel against the scalar reference ("ref") through mambart._core._OpRunner, on random inputs, for
+fp32 / fp16 / bf16 and several shapes, odd ones included. Inputs are rounded to the dtype first, so both backends
+see identical bits. Tolerances (max |cuda - ref| / max |ref|): fp32 1e-5 (1e-4 for long scans: fast exp and a
+time-parallel scan reorder the rounding), fp16/bf16 1e-2 (outputs rounded to 8-11 mantissa bits).
+Skips at module level when no CUDA device is usable."""
+import os
+import zlib
+
+import numpy as np
+import pytest
+
+import mambart._core as core
+
+if not core.cuda_available():
+    pytest.skip("no usable CUDA device", allow_module_level=True)
+
+DTYPES = ["F32", "F16", "BF16"]
+TOL = {"F32": 1e-5, "F16": 1e-2, "BF16": 1e-2}
+
+
+def to_bits(a: np.ndarray, dt: str) -> np.ndarray:
+    """float array -> the array handed to the op runner (float32, or uint16 bit patterns)."""
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if dt == "F32":
+        return a
+    if dt == "F16":
+        return a.astype(np.float16).view(np.uint16)
+    u = a.view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def from_bits(a: np.ndarray, dt: str) -> np.ndarray:
+    if dt == "F32" or a.dtype == np.float32:
+        return np.asarray(a, np.float32)
+    if dt == "F16":
+        return a.view(np.float16).astype(np.float32)
+    return (a.astype(np.uint32) << 16).view(np.float32)
+
+
+def rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert np.isfinite(a).all(), "non-finite output"
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return core._OpRunner("ref")
+
+
+@pytest.fixture(scope="module")
+def cuda():
+    return core._OpRunner("cuda")
+
+
+@pytest.fixture(scope="module")
+def cuda_fallback():
+    """A second CUDA backend that never uses cuBLAS (the built-in GEMM)."""
+    old = os.environ.get("MAMBART_CUBLAS")
+    os.environ["MAMBART_CUBLAS"] = "0"
+    try:
+        r = core._OpRunner("cuda")
+        yield r
+    finally:
+        if old is None:
+            os.environ.pop("MAMBART_CUBLAS", None)
+        else:
+            os.environ["MAMBART_CUBLAS"] = old
+
+
+def rng(*key):
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("T,d", [(1, 7), (5, 48), (3, 2560)])
+def test_embed(ref, cuda, dt, T, d):
+    g = rng("embed", dt, T, d)
+    table = to_bits(g.standard_normal((97, d)), dt)
+    ids = g.integers(0, 97, size=T).astype(np.int32)
+    a, b = cuda.embed(ids, table, dt), ref.embed(ids, table, dt)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("rows,dim", [(1, 7), (5, 48), (2, 768), (3, 2560), (1, 5000)])
+@pytest.mark.parametrize("rms", [True, False])
+@pytest.mark.parametrize("with_delta", [True, False])
+def test_add_norm(ref, cuda, dt, rows, dim, rms, with_delta):
+    g = rng("norm", dt, rows, dim, rms, with_delta)
+    resid = (g.standard_normal((rows, dim)) * 3).astype(np.float32)
+    delta = to_bits(g.standard_normal((rows, dim)), dt) if with_delta else None
+    w = (1 + 0.2 * g.standard_normal(dim)).astype(np.float32)
+    bias = None if rms else (0.1 * g.standard_normal(dim)).astype(np.float32)
+    ra, oa = cuda.add_norm(resid, delta, w, bias, rms, 1e-5, dt)
+    rb, ob = ref.add_norm(resid, delta, w, bias, rms, 1e-5, dt)
+    assert rel(ra, rb) <= 1e-6
+    assert rel(from_bits(oa, dt), from_bits(ob, dt)) <= TOL[dt]
+
+
+MATMUL_SHAPES = [(1, 1, 5), (1, 37, 48), (1, 192, 1000), (2, 256, 160), (3, 100, 77), (8, 515, 64), (9, 33, 48),
+                 (70, 130, 160), (257, 64, 1000)]
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("M,N,K", MATMUL_SHAPES)
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("y_f32", [False, True])
+def test_matmul(ref, cuda, cuda_fallback, dt, M, N, K, with_bias, y_f32):
+    g = rng("mm", dt, M, N, K, with_bias, y_f32)
+    x = to_bits(g.standard_normal((M, K)), dt)
+    w = to_bits(g.standard_normal((N, K)) / np.sqrt(K), dt)
+    bias = g.standard_normal(N).astype(np.float32) if with_bias else None
+    yd = "F32" if y_f32 else dt
+    want = from_bits(ref.matmul(x, w, bias, dt, dt, yd), yd)
+    tol = TOL[yd] if not y_f32 else (1e-5 if dt == "F32" else 1e-5 * 10)
+    for runner in (cuda, cuda_fallback):
+        got = from_bits(runner.matmul(x, w, bias, dt, dt, yd), yd)
+        assert got.shape == want.shape
+        assert rel(got, want) <= tol, runner.name()
+
+
+def test_matmul_model_sizes(ref, cuda):
+    """Decode GEMV at the shapes of the 130m model (in_proj, x_proj, dt_proj, out_proj), fp16."""
+    for N, K in [(3072, 768), (80, 1536), (1536, 48), (768, 1536)]:
+        g = rng("mm_model", N, K)
+        x = to_bits(g.standard_normal((1, K)), "F16")
+        w = to_bits(g.standard_normal((N, K)) / np.sqrt(K), "F16")
+        got = from_bits(cuda.matmul(x, w, None, "F16", "F16", "F16"), "F16")
+        want = from_bits(ref.matmul(x, w, None, "F16", "F16", "F16"), "F16")
+        assert rel(got, want) <= 1e-2
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("batch,seqlen,d_inner", [(1, 1, 5), (3, 1, 130), (2, 3, 64), (1, 17, 33), (2, 100, 96)])
+@pytest.mark.parametrize("d_conv", [1, 2, 3, 4, 7])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_conv1d(ref, cuda, dt, batch, seqlen, d_inner, d_conv, with_bias):
+    g = rng("conv", dt, batch, seqlen, d_inner, d_conv, with_bias)
+    x = to_bits(g.standard_normal((batch, seqlen, d_inner)), dt)
+    st = g.standard_normal((batch, d_inner, d_conv)).astype(np.float32)
+    w = (0.5 * g.standard_normal((d_inner, d_conv))).astype(np.float32)
+    b = g.standard_normal(d_inner).astype(np.float32) if with_bias else None
+    oa, sa = cuda.conv1d(x, st, w, b, dt)
+    ob, sb = ref.conv1d(x, st, w, b, dt)
+    assert rel(from_bits(oa, dt), from_bits(ob, dt)) <= TOL[dt]
+    np.testing.assert_allclose(sa, sb, rtol=0, atol=0)
+
+
+def scan_inputs(g, dt, batch, seqlen, d_inner, d_state, with_z, with_d):
+    x = to_bits(g.standard_normal((batch, seqlen, d_inner)), dt)
+    dtv = to_bits(g.standard_normal((batch, seqlen, d_inner)) * 0.5 - 1.0, dt)
+    B = to_bits(g.standard_normal((batch, seqlen, d_state)), dt)
+    C = to_bits(g.standard_normal((batch, seqlen, d_state)), dt)
+    z = to_bits(g.standard_normal((batch, seqlen, d_inner)), dt) if with_z else None
+    A = -np.exp(np.log(g.random((d_inner, d_state)) * 8 + 0.5)).astype(np.float32)
+    D = g.standard_normal(d_inner).astype(np.float32) if with_d else None
+    dt_bias = (g.standard_normal(d_inner) * 0.5 - 2).astype(np.float32) if with_d else None
+    st = g.standard_normal((batch, d_inner, d_state)).astype(np.float32)
+    return x, dtv, B, C, z, A, D, dt_bias, st
+
+
+SCAN_SHAPES = [(1, 1, 5, 16), (3, 1, 130, 16), (2, 7, 64, 4), (1, 64, 33, 1), (2, 300, 96, 16), (1, 129, 40, 24),
+               (1, 200, 64, 64), (1, 2000, 64, 16), (2, 1, 1536, 16)]
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("batch,seqlen,d_inner,d_state", SCAN_SHAPES)
+@pytest.mark.parametrize("with_z,with_d", [(True, True), (False, False)])
+def test_scan(ref, cuda, dt, batch, seqlen, d_inner, d_state, with_z, with_d):
+    g = rng("scan", dt, batch, seqlen, d_inner, d_state, with_z, with_d)
+    args = scan_inputs(g, dt, batch, seqlen, d_inner, d_state, with_z, with_d)
+    ya, sa = cuda.scan(*args, dt)
+    yb, sb = ref.scan(*args, dt)
+    tol_state = 1e-4 if seqlen > 100 else 1e-5
+    assert rel(sa, sb) <= tol_state
+    assert rel(from_bits(ya, dt), from_bits(yb, dt)) <= (tol_state if dt == "F32" else TOL[dt])
+
+
+def test_scan_prefill_equals_steps(cuda):
+    """The time-parallel prefill scan leaves the same state as stepping token by token (fp32)."""
+    g = rng("scan_steps")
+    batch, L, di, ds = 2, 333, 64, 16
+    x, dtv, B, C, z, A, D, dtb, st = scan_inputs(g, "F32", batch, L, di, ds, True, True)
+    y_all, s_all = cuda.scan(x, dtv, B, C, z, A, D, dtb, st, "F32")
+    s = st
+    ys = []
+    for t in range(L):
+        sl = slice(t, t + 1)
+        y, s = cuda.scan(np.ascontiguousarray(x[:, sl]), np.ascontiguousarray(dtv[:, sl]),
+                         np.ascontiguousarray(B[:, sl]), np.ascontiguousarray(C[:, sl]),
+                         np.ascontiguousarray(z[:, sl]), A, D, dtb, s, "F32")
+        ys.append(y)
+    assert rel(s_all, s) <= 1e-4
+    assert rel(y_all, np.concatenate(ys, axis=1)) <= 1e-4
+
+
+def test_scan_unsupported_d_state(cuda):
+    g = rng("scan_bad")
+    args = scan_inputs(g, "F32", 1, 3, 8, 65, False, False)
+    with pytest.raises(ValueError, match="d_state"):
+        cuda.scan(*args, "F32")
+
+
+@pytest.mark.parametrize("vocab", [7, 1000, 50280])
+def test_sample_greedy(ref, cuda, vocab):
+    g = rng("greedy", vocab)
+    logits = g.standard_normal((5, vocab)).astype(np.float32)
+    logits[1, 3] = logits[1, 5] = logits[1].max() + 1  # a tie: lowest index wins
+    a = cuda.sample(logits, 0.0, 0, 1.0, 0.0, 1.0, None, None, 0, 0)
+    b = ref.sample(logits, 0.0, 0, 1.0, 0.0, 1.0, None, None, 0, 0)
+    np.testing.assert_array_equal(a, b)
+    assert a[1] == 3
+
+
+def test_sample_penalty_greedy(ref, cuda):
+    g = rng("penalty")
+    rows, vocab, H = 4, 3000, 50
+    logits = g.standard_normal((rows, vocab)).astype(np.float32) * 2
+    hist = g.integers(0, vocab, size=(rows, H)).astype(np.int32)
+    hist[:, 1] = hist[:, 0]  # duplicates are penalized once
+    hist[:, :5] = logits.argmax(1)[:, None]
+    hl = np.array([H, 10, 1, 0], dtype=np.int64)
+    for pen in (1.3, 0.7):
+        a = cuda.sample(logits, 0.0, 0, 1.0, 0.0, pen, hist, hl, 0, 0)
+        b = ref.sample(logits, 0.0, 0, 1.0, 0.0, pen, hist, hl, 0, 0)
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("vocab", [100, 50280])
+@pytest.mark.parametrize("temperature,top_k,top_p,min_p", [(1.0, 0, 1.0, 0.0), (0.7, 40, 1.0, 0.0),
+                                                           (1.0, 0, 0.9, 0.0), (1.3, 50, 0.8, 0.05),
+                                                           (1.0, 1, 1.0, 0.0), (0.5, 0, 1.0, 0.1)])
+def test_sample_draw_matches_reference(ref, cuda, vocab, temperature, top_k, top_p, min_p):
+    """The draw follows the reference's order (descending probability), so the same (seed, row, step) picks the
+    same token except when u lands within float rounding of a boundary: >= 95% of rows must agree."""
+    g = rng("draw", vocab, temperature, top_k, top_p, min_p)
+    rows = 64
+    logits = (g.standard_normal((rows, vocab)) * 3).astype(np.float32)
+    agree = 0
+    for step in range(3):
+        a = cuda.sample(logits, temperature, top_k, top_p, min_p, 1.0, None, None, 1234, step)
+        b = ref.sample(logits, temperature, top_k, top_p, min_p, 1.0, None, None, 1234, step)
+        assert ((a >= 0) & (a < vocab)).all()
+        agree += int((a == b).sum())
+    assert agree >= 0.95 * rows * 3, agree
+    if top_k == 1:
+        np.testing.assert_array_equal(a, logits.argmax(1))
