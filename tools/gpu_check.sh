@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One script for the GPU machine: builds the package with the CUDA backend, runs the GPU tests, measures the
+# device copy bandwidth and runs bench/bench_gpu.py (mambart vs HF transformers in one process), printing the
+# benchmark table last. Output files go to $OUT (default ./gpu_out).
+# Usage: bash tools/gpu_check.sh [build] [test] [bench]     (default: all three)
+#   env: ARCHS (default 90-real), BENCH_ARGS (e.g. "--shapes 130m --no-hf"), PYTEST_ARGS
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error
+OUT=${OUT:-$PWD/gpu_out}
+mkdir -p "$OUT"
+STAGES=${*:-build test bench}
+PY=${PYTHON:-python3}
+# cuBLAS from the nvidia-cublas wheel, found by the run-time loader of the CUDA backend.
+CUBLAS_DIR=$($PY -c "import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], 'lib'))" 2>/dev/null || true)
+if [ -z "$CUBLAS_DIR" ] || [ ! -d "$CUBLAS_DIR" ]; then
+  CUBLAS_DIR=$($PY -c "import nvidia, os, glob; print(next(iter(glob.glob(os.path.join(list(nvidia.__path__)[0], '*', 'lib', 'libcublas.so.*'))), '').rsplit('/', 1)[0])" 2>/dev/null || true)
+fi
+[ -n "$CUBLAS_DIR" ] && export LD_LIBRARY_PATH="$CUBLAS_DIR:${LD_LIBRARY_PATH:-}"
+echo "cuBLAS dir: ${CUBLAS_DIR:-none}"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader || true
+
+rc=0
+if [[ " $STAGES " == *" build "* ]]; then
+  t0=$(date +%s)
+  $PY -m pip install --no-build-isolation --no-deps -q . \
+      -Ccmake.define.MAMBART_CUDA=ON -Ccmake.define.MAMBART_CUDA_ARCHS="${ARCHS:-90-real}" \
+      -Cbuild-dir=build/gpu_check 2>&1 | tail -20 | tee "$OUT/build.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "BUILD FAILED"; exit 1; }
+  echo "build: $(( $(date +%s) - t0 )) s"
+  (cd /tmp && $PY -c "import mambart, mambart._core as c; print('mambart', mambart.__file__, 'cuda_available', c.cuda_available())")
+fi
+if [[ " $STAGES " == *" test "* ]]; then
+  t0=$(date +%s)
+  $PY -m pytest -q -x -p no:cacheprovider tests/test_cuda_kernels.py tests/test_cuda_e2e.py ${PYTEST_ARGS:-} \
+      -s 2>&1 | grep -v "^$" | tee "$OUT/tests.log" | grep -E "CUDA_PARITY|passed|failed|Error|error|assert" | tail -40
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "TESTS FAILED"; rc=1; }
+  echo "tests: $(( $(date +%s) - t0 )) s"
+fi
+if [[ " $STAGES " == *" bench "* ]]; then
+  export BENCH_TMP=${BENCH_TMP:-/tmp}
+  $PY bench/bench_gpu.py --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -30
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "BENCH FAILED"; rc=1; }
+fi
+exit $rc
