@@ -144,10 +144,12 @@ def fmt_table(rows, device, bw):
         t = TARGETS.get(name, {})
         tgt = ", ".join(f"{k}<={v}" if k != "b64" else f"b64>={v}" for k, v in t.items()) or "-"
         ms = MAMBA_SSM.get(name, {}).get("gen")
+        hf_s = "-" if hf is None else f"{hf:.2f}"
+        ratio = "-" if hf is None else f"{hf / r['gen_ms']:.1f}x"
         lines.append(
             f"| {name} | {r['gen_ms']:.3f} | {r['dec_ms']:.3f} | {r['floor_ms']:.3f} | {100 * r['floor_ms'] / r['dec_ms']:.0f}% | "
             f"{r['b64_tok_s']:.0f} | {r['p2048_ms']:.1f} / {r['p8192_ms']:.1f} | "
-            f"{'-' if hf is None else f'{hf:.2f}'} | {'-' if hf is None else f'{hf / r['gen_ms']:.1f}x'} | "
+            f"{hf_s} | {ratio} | "
             f"{'-' if ms is None else ms} | {tgt} |")
     return "\n".join(lines)
 
