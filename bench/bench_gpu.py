@@ -62,8 +62,8 @@ def make_checkpoint(torch, name: str, folder: Path):
     with torch.device("cuda"):
         model = MambaForCausalLM(cfg).to(torch.float16).eval()
     with torch.no_grad():
-        for p in model.parameters():  # random, non-degenerate weights everywhere
-            if p.dim() >= 2:
+        for pname, p in model.named_parameters():  # random, non-degenerate weights (A_log kept: -A = 1..16)
+            if p.dim() >= 2 and not pname.endswith("A_log"):
                 p.normal_(0, 0.02)
     model.save_pretrained(folder)
     n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())  # tied head counted once

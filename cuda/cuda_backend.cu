@@ -41,6 +41,11 @@ class CudaBackend final : public Backend {
     MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, dev_));
     const char* g_env = std::getenv("MAMBART_CUDA_GRAPHS");
     graphs_enabled_ = !(g_env && std::string(g_env) == "0");
+    const char* b_env = std::getenv("MAMBART_CUBLAS");  // read once, at creation
+    if (b_env && std::string(b_env) == "0") {
+      cublas_tried_ = true;
+      cublas_why_ = "disabled by MAMBART_CUBLAS=0";
+    }
   }
   ~CudaBackend() override {
     cudaSetDevice(dev_);

@@ -32,8 +32,8 @@ if [[ " $STAGES " == *" build "* ]]; then
 fi
 if [[ " $STAGES " == *" test "* ]]; then
   t0=$(date +%s)
-  $PY -m pytest -q -x -p no:cacheprovider tests/test_cuda_kernels.py tests/test_cuda_e2e.py ${PYTEST_ARGS:-} \
-      -s 2>&1 | grep -v "^$" | tee "$OUT/tests.log" | grep -E "CUDA_PARITY|passed|failed|Error|error|assert" | tail -40
+  $PY -m pytest -q -rf --tb=short -p no:cacheprovider tests/test_cuda_kernels.py tests/test_cuda_e2e.py \
+      ${PYTEST_ARGS:-} -s 2>&1 | tee "$OUT/tests.log" | grep -E "^CUDA_PARITY|^FAILED|passed|failed|^E " | head -60
   [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "TESTS FAILED"; rc=1; }
   echo "tests: $(( $(date +%s) - t0 )) s"
 fi
