@@ -4,7 +4,7 @@
 enable_language(CUDA)
 find_package(CUDAToolkit REQUIRED)
 
-file(GLOB MAMBART_CUDA_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/cuda/*.cu)
+file(GLOB MAMBART_CUDA_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/cuda/*.cu ${CMAKE_CURRENT_SOURCE_DIR}/cuda/*.cpp)
 add_library(mambart_cuda STATIC ${MAMBART_CUDA_SOURCES})
 set_target_properties(mambart_cuda PROPERTIES
   CUDA_ARCHITECTURES "${MAMBART_CUDA_ARCHS}"
@@ -16,7 +16,7 @@ target_include_directories(mambart_cuda
   PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/cuda
   PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/cpp/src)
 target_compile_options(mambart_cuda PRIVATE
-  $<$<COMPILE_LANGUAGE:CUDA>:-lineinfo --expt-relaxed-constexpr -Xcompiler=-fvisibility=hidden>)
+  $<$<COMPILE_LANGUAGE:CUDA>:-lineinfo --expt-relaxed-constexpr>)
 target_link_libraries(mambart_cuda PUBLIC CUDA::cudart_static ${CMAKE_DL_LIBS})
 
 target_link_libraries(mambart_core PUBLIC mambart_cuda)

@@ -6,23 +6,8 @@
 
 #include <cstdint>
 
-#include "error.h"
+#include "cuda_check.h"
 #include "ops.h"
-
-// Throws DeviceError naming the call, the CUDA error, the file and the line. Never aborts.
-#define MAMBART_CUDA_CHECK(call)                                                                         \
-  do {                                                                                                    \
-    cudaError_t mambart_err_ = (call);                                                                    \
-    if (mambart_err_ != cudaSuccess) {                                                                    \
-      (void)cudaGetLastError();                                                                           \
-      throw ::mambart::DeviceError(::mambart::detail::cat("CUDA error in ", #call, ": ",                 \
-                                                          cudaGetErrorString(mambart_err_), " (", __FILE__, \
-                                                          ":", __LINE__, ")"));                          \
-    }                                                                                                     \
-  } while (0)
-
-// Checks the launch that was just issued.
-#define MAMBART_CUDA_CHECK_LAUNCH(name) MAMBART_CUDA_CHECK(cudaPeekAtLastError())
 
 namespace mambart {
 namespace cuda {
@@ -75,6 +60,6 @@ __device__ __forceinline__ float softplus(float v) { return v > 20.f ? v : log1p
     case ::mambart::DType::F16: { using T = __half; __VA_ARGS__; break; }                        \
     case ::mambart::DType::BF16: { using T = __nv_bfloat16; __VA_ARGS__; break; }                \
     default:                                                                                     \
-      throw ::mambart::InvalidArgument(::mambart::detail::cat("cuda ", what, ": unsupported dtype ", \
-                                                              ::mambart::cuda::dtype_label(dtype))); \
+      ::mambart::cuda::throw_unsupported(what, ::mambart::cuda::str("unsupported dtype ",         \
+                                                                    ::mambart::cuda::dtype_label(dtype))); \
   }

@@ -81,7 +81,7 @@ __global__ void conv1d_step_kernel(Conv1dParams p) {
 
 bool supports_conv1d(const Conv1dParams& p, std::string* why) {
   if (!is_float_compute(p.act_dtype)) { *why = "act dtype must be float32/float16/bfloat16"; return false; }
-  if (p.d_conv < 1 || p.d_conv > 8) { *why = detail::cat("d_conv ", p.d_conv, " not supported (1..8)"); return false; }
+  if (p.d_conv < 1 || p.d_conv > 8) { *why = str("d_conv ", p.d_conv, " not supported (1..8)"); return false; }
   if (p.batch < 0 || p.seqlen < 0 || p.d_inner <= 0) { *why = "bad sizes"; return false; }
   if (p.batch > 65535 || (p.seqlen + kConvTokensPerThread - 1) / kConvTokensPerThread > 65535) {
     *why = "batch or seqlen too large for one call"; return false;

@@ -5,10 +5,6 @@
 namespace mambart {
 namespace cuda {
 
-void throw_unsupported(const char* op, const std::string& why) {
-  throw InvalidArgument(detail::cat("cuda ", op, ": ", why));
-}
-
 template <typename T>
 __global__ void embed_kernel(const int32_t* __restrict__ ids, const T* __restrict__ table, float* __restrict__ out,
                              int64_t d_model) {

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "cuda_check.h"
 #include "ops.h"
 
 namespace mambart {
@@ -36,8 +37,6 @@ void launch_scan(const ScanParams& p, int num_sms, cudaStream_t stream);
 bool supports_sample(const SampleParams& p, std::string* why);
 void launch_sample(const SampleParams& p, cudaStream_t stream);
 
-// Throws InvalidArgument("cuda <op>: <why>") when `ok` is false.
-void throw_unsupported(const char* op, const std::string& why);
 
 }  // namespace cuda
 }  // namespace mambart

@@ -222,7 +222,7 @@ __global__ void add_bias_kernel(MatmulParams p) {
 
 bool supports_matmul(const MatmulParams& p, std::string* why) {
   if (!is_float_compute(p.w_dtype) || p.act_dtype != p.w_dtype) {
-    *why = detail::cat("weights ", dtype_label(p.w_dtype), " with activations ", dtype_label(p.act_dtype),
+    *why = str("weights ", dtype_label(p.w_dtype), " with activations ", dtype_label(p.act_dtype),
                        " (the activation dtype must equal the weight dtype)");
     return false;
   }

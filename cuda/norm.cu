@@ -45,7 +45,7 @@ __global__ void add_norm_kernel(float* __restrict__ residual, const T* __restric
 bool supports_add_norm(const AddNormParams& p, std::string* why) {
   if (!is_float_compute(p.act_dtype)) { *why = "act dtype must be float32/float16/bfloat16"; return false; }
   if (p.dim <= 0 || p.n_rows < 0) { *why = "bad sizes"; return false; }
-  if (p.dim > 12288) { *why = detail::cat("dim ", p.dim, " > 12288 (the row is kept in shared memory)"); return false; }
+  if (p.dim > 12288) { *why = str("dim ", p.dim, " > 12288 (the row is kept in shared memory)"); return false; }
   if (p.n_rows > 2147483647) { *why = "too many rows"; return false; }
   return true;
 }

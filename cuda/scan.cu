@@ -95,7 +95,7 @@ __global__ void scan_kernel(ScanParams p, int sub_len) {
 
 bool supports_scan(const ScanParams& p, std::string* why) {
   if (!is_float_compute(p.act_dtype)) { *why = "act dtype must be float32/float16/bfloat16"; return false; }
-  if (p.d_state < 1 || p.d_state > 64) { *why = detail::cat("d_state ", p.d_state, " not supported (1..64)"); return false; }
+  if (p.d_state < 1 || p.d_state > 64) { *why = str("d_state ", p.d_state, " not supported (1..64)"); return false; }
   if (p.batch < 0 || p.seqlen < 0 || p.d_inner <= 0) { *why = "bad sizes"; return false; }
   if (p.batch > 65535) { *why = "batch > 65535"; return false; }
   if (!p.A || !p.ssm_state || !p.x || !p.dt || !p.B || !p.C || !p.y) { *why = "missing pointer"; return false; }

@@ -4,7 +4,8 @@
 
 #include <cstdlib>
 
-#include "common.cuh"
+#include "cuda_check.h"
+#include "error.h"
 
 namespace mambart {
 namespace cuda {

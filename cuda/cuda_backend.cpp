@@ -6,7 +6,10 @@
 #include <mutex>
 #include <utility>
 
-#include "common.cuh"
+#include <cuda_runtime.h>
+
+#include "cuda_check.h"
+#include "error.h"
 #include "cublas_loader.h"
 #include "kernels.h"
 
