@@ -103,7 +103,7 @@ void Cublas::gemm(const MatmulParams& p, cudaStream_t stream) {
                                cuda_type(p.w_dtype), int(p.K), p.x, cuda_type(p.act_dtype), int(p.ldx), &zero, p.y,
                                cuda_type(p.y_dtype), int(p.ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
   if (st != 0)
-    throw DeviceError(detail::cat("cublasGemmEx failed with status ", st, " (M=", p.M, " N=", p.N, " K=", p.K, ")"));
+    throw DeviceError(cuda::str("cublasGemmEx failed with status ", st, " (M=", p.M, " N=", p.N, " K=", p.K, ")"));
 }
 
 }  // namespace cuda

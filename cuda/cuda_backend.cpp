@@ -38,7 +38,7 @@ class DeviceGuard {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int dev) : dev_(dev), name_(detail::cat("cuda:", dev)) {
+  explicit CudaBackend(int dev) : dev_(dev), name_(cuda::str("cuda:", dev)) {
     DeviceGuard g(dev_);
     MAMBART_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, dev_));
@@ -69,8 +69,8 @@ class CudaBackend final : public Backend {
     if (e != cudaSuccess) {
       (void)cudaGetLastError();
       if (e == cudaErrorMemoryAllocation)
-        throw OutOfMemory(detail::cat("out of GPU memory on ", name_, " allocating ", bytes, " bytes"), bytes);
-      throw DeviceError(detail::cat("cudaMalloc(", bytes, " bytes) on ", name_, " failed: ", cudaGetErrorString(e)));
+        throw OutOfMemory(cuda::str("out of GPU memory on ", name_, " allocating ", bytes, " bytes"), bytes);
+      throw DeviceError(cuda::str("cudaMalloc(", bytes, " bytes) on ", name_, " failed: ", cudaGetErrorString(e)));
     }
     return p;
   }
@@ -167,7 +167,7 @@ class CudaBackend final : public Backend {
     cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
     MAMBART_CUDA_CHECK(cudaStreamIsCapturing(stream_, &st));
     if (st != cudaStreamCaptureStatusNone)
-      throw DeviceError(detail::cat(name_, ": ", what, " inside a recorded (CUDA graph) region is not allowed"));
+      throw DeviceError(cuda::str(name_, ": ", what, " inside a recorded (CUDA graph) region is not allowed"));
   }
   cuda::Cublas* cublas() {
     if (!cublas_tried_) {
@@ -207,11 +207,11 @@ std::shared_ptr<Backend> make_cuda_backend(const BackendOptions& opt) {
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();
-    throw DeviceError(detail::cat("no usable CUDA device: ", cudaGetErrorString(e)));
+    throw DeviceError(cuda::str("no usable CUDA device: ", cudaGetErrorString(e)));
   }
   if (n <= 0) throw DeviceError("no CUDA device found");
   if (opt.device_index < 0 || opt.device_index >= n)
-    throw DeviceError(detail::cat("CUDA device ", opt.device_index, " does not exist (", n, " device(s) present)"));
+    throw DeviceError(cuda::str("CUDA device ", opt.device_index, " does not exist (", n, " device(s) present)"));
   return std::make_shared<CudaBackend>(opt.device_index);
 }
 

@@ -9,11 +9,11 @@ namespace cuda {
 
 void throw_cuda_error(cudaError_t err, const char* call, const char* file, int line) {
   (void)cudaGetLastError();
-  throw DeviceError(detail::cat("CUDA error in ", call, ": ", cudaGetErrorString(err), " (", file, ":", line, ")"));
+  throw DeviceError(str("CUDA error in ", call, ": ", cudaGetErrorString(err), " (", file, ":", line, ")"));
 }
 
 void throw_unsupported(const char* op, const std::string& why) {
-  throw InvalidArgument(detail::cat("cuda ", op, ": ", why));
+  throw InvalidArgument(str("cuda ", op, ": ", why));
 }
 
 }  // namespace cuda
