@@ -20,6 +20,9 @@ fi
 echo "cuBLAS dir: ${CUBLAS_DIR:-none}"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader || true
 
+# The image's default CXX (/opt/gcc) links libstdc++ statically: the module then carries a second libstdc++ whose
+# locale facets crash iostreams once torch has loaded the system one. Build with the system compiler.
+if [ -x /usr/bin/g++ ]; then export CC=/usr/bin/gcc CXX=/usr/bin/g++ CUDAHOSTCXX=/usr/bin/g++; fi
 rc=0
 if [[ " $STAGES " == *" build "* ]]; then
   t0=$(date +%s)
@@ -29,6 +32,7 @@ if [[ " $STAGES " == *" build "* ]]; then
   [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "BUILD FAILED"; exit 1; }
   echo "build: $(( $(date +%s) - t0 )) s"
   (cd /tmp && $PY -c "import mambart, mambart._core as c; print('mambart', mambart.__file__, 'cuda_available', c.cuda_available())")
+  (cd /tmp && readelf -d "$($PY -c 'import mambart._core as c; print(c.__file__)')" | grep -q "libstdc++" && echo "libstdc++: shared") || echo "WARNING: libstdc++ linked statically"
 fi
 if [[ " $STAGES " == *" test "* ]]; then
   t0=$(date +%s)
