@@ -931,6 +931,36 @@ TEST(cfg_load_config) {
                (d / "config.json").string() + ": 'hidden_size' must be an integer in [1, 1048576], got -3");
 }
 
+#ifdef MAMBART_FUZZ_CORPUS
+// The fuzz seeds are named for what they are: valid_* must parse, bad_* must fail with a FormatError.
+TEST(fuzz_seed_corpus_classified) {
+  int seen = 0;
+  for (const char* kind : {"safetensors", "config"}) {
+    for (const auto& entry : fs::directory_iterator(fs::path(MAMBART_FUZZ_CORPUS) / kind)) {
+      std::string name = entry.path().filename().string();
+      std::string bytes = read_text_file(entry.path().string(), 1 << 20);
+      auto parse = [&] {
+        if (std::string(kind) == "safetensors")
+          (void)from_string(bytes, name);
+        else
+          (void)parse_config(bytes, name);
+      };
+      if (name.rfind("valid_", 0) == 0 || (std::string(kind) == "config" && name.rfind("bad_", 0) != 0)) {
+        try {
+          parse();
+        } catch (const std::exception& e) {
+          throw test::Failure{test::cat(kind, " seed ", name, " should parse but: ", e.what())};
+        }
+      } else {
+        EXPECT_THROW(FormatError, parse(), name);
+      }
+      ++seen;
+    }
+  }
+  CHECK(seen >= 40);
+}
+#endif
+
 int main(int argc, char** argv) {
   int rc = test::run_all(argc, argv);
   std::error_code ec;
