@@ -295,6 +295,8 @@ TEST(read_text_file_errors) {
   EXPECT_THROW(FormatError, read_text_file((d / "a.txt").string(), 4), "more than the limit of 4");
   EXPECT_THROW(FileError, read_text_file((d / "nope.txt").string(), 100), "cannot open");
   EXPECT_THROW(FileError, read_text_file(d.string(), 100), "is a directory");
+  CHECK(::mkfifo((d / "fifo").c_str(), 0600) == 0);  // must fail at once, not block
+  EXPECT_THROW(FileError, read_text_file((d / "fifo").string(), 100), "not a regular file");
 }
 
 // ---- safetensors: valid files ---------------------------------------------------------------------
@@ -584,6 +586,8 @@ TEST(st_open_errors) {
   EXPECT_THROW(FileError, SafetensorsFile::open((d / "missing.safetensors").string()),
                "cannot open " + (d / "missing.safetensors").string() + ": No such file or directory");
   EXPECT_THROW(FileError, SafetensorsFile::open(d.string()), "not a regular file");
+  CHECK(::mkfifo((d / "fifo.safetensors").c_str(), 0600) == 0);  // must fail at once, not block
+  EXPECT_THROW(FileError, SafetensorsFile::open((d / "fifo.safetensors").string()), "not a regular file");
 }
 
 // ---- checkpoints ----------------------------------------------------------------------------------
