@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang, -fsanitize=fuzzer,address,undefined) and runs each for SECONDS.
 # Usage: fuzz/run_fuzz.sh [SECONDS=60]     Exits non-zero when a target crashes or a sanitizer reports.
-# Env: FUZZ_BUILD_DIR (default build/fuzz), CXX (default clang++), FUZZ_JOBS (parallel workers per target, 1).
+# Env: FUZZ_BUILD_DIR (default build/fuzz), CXX (default clang++).
 # The seed corpus in fuzz/corpus/ is only read; new inputs go to $FUZZ_BUILD_DIR/corpus-*, crash inputs to
 # $FUZZ_BUILD_DIR/crash-*.
 set -euo pipefail
@@ -9,7 +9,6 @@ SECONDS_PER_TARGET=${1:-60}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${FUZZ_BUILD_DIR:-$ROOT/build/fuzz}
 CXX=${CXX:-clang++}
-JOBS=${FUZZ_JOBS:-1}
 command -v "$CXX" >/dev/null || { echo "run_fuzz.sh: $CXX not found (apt-get install clang)" >&2; exit 2; }
 mkdir -p "$BUILD"
 
@@ -31,7 +30,7 @@ for target in safetensors config; do
   if ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0 UBSAN_OPTIONS=print_stacktrace=1 \
      "$BUILD/fuzz_$target" "$work" "$ROOT/fuzz/corpus/$target" \
        -dict="$ROOT/fuzz/$target.dict" -max_total_time="$SECONDS_PER_TARGET" -max_len=16384 \
-       -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 -jobs="$JOBS" -workers="$JOBS" \
+       -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
        -artifact_prefix="$BUILD/crash-$target-" >"$log" 2>&1; then
     echo "   ok: $(grep -E '^stat::number_of_executed_units' "$log" | awk '{s+=$2} END {print s}') executions," \
          "$(grep -c -E '^(==[0-9]+==ERROR|SUMMARY: |.*deadly signal)' "$log" || true) crashes;" \
