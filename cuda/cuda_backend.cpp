@@ -54,6 +54,7 @@ class CudaBackend final : public Backend {
     cudaSetDevice(dev_);
     for (auto& kv : graphs_) cudaGraphExecDestroy(kv.second);
     cublas_.reset();
+    if (sample_scratch_) cudaFree(sample_scratch_);
     if (cublas_ws_) cudaFree(cublas_ws_);
     if (stream_) cudaStreamDestroy(stream_);
   }
@@ -116,7 +117,10 @@ class CudaBackend final : public Backend {
   }
   void conv1d(const Conv1dParams& p) override { DeviceGuard g(dev_); cuda::launch_conv1d(p, stream_); }
   void scan(const ScanParams& p) override { DeviceGuard g(dev_); cuda::launch_scan(p, num_sms_, stream_); }
-  void sample(const SampleParams& p) override { DeviceGuard g(dev_); cuda::launch_sample(p, stream_); }
+  void sample(const SampleParams& p) override {
+    DeviceGuard g(dev_);
+    cuda::launch_sample(p, sample_scratch(p.rows), stream_);
+  }
 
   // Captures `issue` into a CUDA graph the first time per (owner, key) and replays it afterwards.
   void run_recorded(const void* owner, uint64_t key, const std::function<void()>& issue) override {
@@ -169,6 +173,25 @@ class CudaBackend final : public Backend {
     if (st != cudaStreamCaptureStatusNone)
       throw DeviceError(cuda::str(name_, ": ", what, " inside a recorded (CUDA graph) region is not allowed"));
   }
+  // Zeroed scratch of the greedy sampler; grows outside captures only (nullptr: the one-block path).
+  void* sample_scratch(int64_t rows) {
+    const size_t need = cuda::sample_scratch_bytes(rows);
+    if (need <= sample_scratch_bytes_) return sample_scratch_;
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(stream_, &st) != cudaSuccess || st != cudaStreamCaptureStatusNone) return nullptr;
+    MAMBART_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (sample_scratch_) cudaFree(sample_scratch_);
+    sample_scratch_ = nullptr;
+    sample_scratch_bytes_ = 0;
+    if (cudaMalloc(&sample_scratch_, need) != cudaSuccess) {
+      (void)cudaGetLastError();
+      sample_scratch_ = nullptr;
+      return nullptr;
+    }
+    MAMBART_CUDA_CHECK(cudaMemset(sample_scratch_, 0, need));
+    sample_scratch_bytes_ = need;
+    return sample_scratch_;
+  }
   cuda::Cublas* cublas() {
     if (!cublas_tried_) {
       cublas_tried_ = true;
@@ -198,6 +221,8 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cuda::Cublas> cublas_;
   void* cublas_ws_ = nullptr;
   std::string cublas_why_;
+  void* sample_scratch_ = nullptr;
+  size_t sample_scratch_bytes_ = 0;
 };
 
 }  // namespace

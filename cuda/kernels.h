@@ -35,7 +35,10 @@ bool supports_scan(const ScanParams& p, std::string* why);
 void launch_scan(const ScanParams& p, int num_sms, cudaStream_t stream);
 
 bool supports_sample(const SampleParams& p, std::string* why);
-void launch_sample(const SampleParams& p, cudaStream_t stream);
+// `scratch` (sample_scratch_bytes(rows), zeroed once at allocation; kept zero by the kernels) enables the
+// multi-block greedy path; nullptr uses one block per row.
+size_t sample_scratch_bytes(int64_t rows);
+void launch_sample(const SampleParams& p, void* scratch, cudaStream_t stream);
 
 
 }  // namespace cuda

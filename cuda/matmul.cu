@@ -140,10 +140,12 @@ void launch_gemv_t(GemvArgs a, int num_sms, cudaStream_t stream) {
   const int G = 32 / a.L;
   const int64_t want = 2 * int64_t(num_sms);
   auto blocks = [&](int R, int S) { return (int64_t(a.N) + int64_t(kGemvWarps / S) * G * R - 1) / (int64_t(kGemvWarps / S) * G * R); };
-  int R = 4, S = 1;
-  if (blocks(4, 1) < want) {
-    R = 1;
-    S = blocks(1, 1) >= want ? 1 : blocks(1, 2) >= want ? 2 : 4;
+  // Candidates (R, S) in order; splitting K only pays when each warp keeps enough 16-byte chunks.
+  const int cand[6][2] = {{4, 1}, {4, 2}, {4, 4}, {1, 1}, {1, 2}, {1, 4}};
+  int R = 1, S = 4;
+  for (const auto& rs : cand) {
+    if (rs[0] == 4 && rs[1] > 1 && a.C < 64 * rs[1]) continue;
+    if (blocks(rs[0], rs[1]) >= want) { R = rs[0]; S = rs[1]; break; }
   }
   a.S = S;
   if (R == 4) gemv_kernel<T, MT, 4><<<unsigned(blocks(4, S)), kGemvWarps * 32, 0, stream>>>(a);

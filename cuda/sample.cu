@@ -4,6 +4,8 @@
 // lowest index on ties). Thresholds for top_k / top_p are found by bisection on the order-preserving integer
 // key of the scaled logits (32 block-wide passes), so nothing is sorted; ties at a threshold are all kept.
 // The draw walks the kept tokens in index order: the first whose cumulative probability exceeds u.
+#include <algorithm>
+
 #include "common.cuh"
 #include "kernels.h"
 
@@ -198,6 +200,43 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleParams p) 
   }
 }
 
+// Greedy without a penalty, spread over many blocks per row: each block folds its slice into one 64-bit key
+// (order_key(value) << 32 | ~index, so the max is the largest value with the lowest index) with atomicMax; the
+// last block of a row writes the index and resets its slot and counter (scratch stays zero between calls).
+constexpr int kArgmaxThreads = 256;
+__global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(SampleParams p, unsigned long long* slot,
+                                                                 unsigned* count) {
+  __shared__ unsigned long long sh[kArgmaxThreads / 32];
+  __shared__ bool last;
+  const int64_t r = blockIdx.y;
+  const float* row = p.logits + r * p.ld_logits;
+  const int V = int(p.vocab);
+  unsigned long long best = 0ull;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < V; i += gridDim.x * blockDim.x) {
+    const float v = row[i];
+    const unsigned long long k = v == v ? (static_cast<unsigned long long>(order_key(v)) << 32) | (0xffffffffu - unsigned(i)) : 0ull;
+    best = k > best ? k : best;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const unsigned long long t = __shfl_xor_sync(0xffffffffu, best, o);
+    best = t > best ? t : best;
+  }
+  if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = best;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < kArgmaxThreads / 32; ++w) best = sh[w] > best ? sh[w] : best;
+    atomicMax(slot + r, best);
+    __threadfence();
+    last = atomicAdd(count + r, 1u) == gridDim.x - 1;
+    if (last) {
+      const unsigned long long k = atomicExch(slot + r, 0ull);
+      count[r] = 0u;
+      p.out[r] = k == 0ull ? 0 : int32_t(0xffffffffu - unsigned(k & 0xffffffffull));
+    }
+  }
+}
+
 }  // namespace
 
 bool supports_sample(const SampleParams& p, std::string* why) {
@@ -208,10 +247,21 @@ bool supports_sample(const SampleParams& p, std::string* why) {
   return true;
 }
 
-void launch_sample(const SampleParams& p, cudaStream_t stream) {
+size_t sample_scratch_bytes(int64_t rows) { return size_t(rows) * 12; }
+
+void launch_sample(const SampleParams& p, void* scratch, cudaStream_t stream) {
   std::string why;
   if (!supports_sample(p, &why)) throw_unsupported("sample", why);
   if (p.rows == 0) return;
+  const bool penalty = p.repetition_penalty != 1.f && p.history && p.history_len;
+  if (p.temperature <= 0.f && !penalty && scratch && p.rows <= 65535) {
+    auto* slot = static_cast<unsigned long long*>(scratch);
+    auto* count = reinterpret_cast<unsigned*>(slot + p.rows);
+    const unsigned nblk = unsigned(std::min<int64_t>((p.vocab + 2047) / 2048, 128));
+    argmax_kernel<<<dim3(nblk, unsigned(p.rows)), kArgmaxThreads, 0, stream>>>(p, slot, count);
+    MAMBART_CUDA_CHECK_LAUNCH("argmax");
+    return;
+  }
   size_t smem = 0;
   if (p.repetition_penalty != 1.f && p.history && p.history_len) {
     smem = size_t((p.vocab + 31) / 32) * 4;
