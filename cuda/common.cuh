@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "cuda_check.h"
 #include "ops.h"
@@ -45,6 +46,30 @@ __device__ __forceinline__ float block_sum(float v, float* sh) {
   __syncthreads();
   float t = lane < nw ? sh[lane] : 0.f;
   return warp_sum(t);
+}
+
+// Programmatic dependent launch (sm_90+): every kernel is launched with programmatic stream serialization, so it
+// may start while the previous kernel drains; it must wait here before touching memory the previous one uses.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  cudaGridDependencySynchronize();
+#endif
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...) with the PDL attribute when enabled; checks the launch.
+template <typename... KArgs, typename... Args>
+void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  MAMBART_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
 }
 
 __device__ __forceinline__ float silu(float v) { return v / (1.f + __expf(-v)); }

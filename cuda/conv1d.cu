@@ -12,6 +12,7 @@ constexpr int kConvTokensPerThread = 16;
 // Prefill: one thread per (batch, channel, run of kConvTokensPerThread tokens). Reads conv_state, never writes it.
 template <typename T, int W>
 __global__ void conv1d_prefill_kernel(Conv1dParams p) {
+  pdl_wait();
   const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   const int64_t b = blockIdx.z;
   const int64_t t0 = int64_t(blockIdx.y) * kConvTokensPerThread;
@@ -44,6 +45,7 @@ __global__ void conv1d_prefill_kernel(Conv1dParams p) {
 // After the prefill kernel: conv_state <- the last W inputs of [old state, x].
 template <typename T, int W>
 __global__ void conv1d_state_kernel(Conv1dParams p) {
+  pdl_wait();
   const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   const int64_t b = blockIdx.y;
   if (c >= p.d_inner) return;
@@ -62,6 +64,7 @@ __global__ void conv1d_state_kernel(Conv1dParams p) {
 // Decode (seqlen 1): shift the state, append x, convolve. One thread per (batch, channel).
 template <typename T, int W>
 __global__ void conv1d_step_kernel(Conv1dParams p) {
+  pdl_wait();
   const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   const int64_t b = blockIdx.y;
   if (c >= p.d_inner) return;
@@ -94,14 +97,14 @@ static void launch_conv1d_w(const Conv1dParams& p, cudaStream_t stream) {
   const int threads = 128;
   const unsigned cblocks = unsigned((p.d_inner + threads - 1) / threads);
   if (p.seqlen == 1) {
-    conv1d_step_kernel<T, W><<<dim3(cblocks, unsigned(p.batch)), threads, 0, stream>>>(p);
+    launch(conv1d_step_kernel<T, W>, dim3(cblocks, unsigned(p.batch)), threads, 0, stream, p);
     MAMBART_CUDA_CHECK_LAUNCH("conv1d_step");
     return;
   }
   const unsigned tblocks = unsigned((p.seqlen + kConvTokensPerThread - 1) / kConvTokensPerThread);
-  conv1d_prefill_kernel<T, W><<<dim3(cblocks, tblocks, unsigned(p.batch)), threads, 0, stream>>>(p);
+  launch(conv1d_prefill_kernel<T, W>, dim3(cblocks, tblocks, unsigned(p.batch)), threads, 0, stream, p);
   MAMBART_CUDA_CHECK_LAUNCH("conv1d_prefill");
-  conv1d_state_kernel<T, W><<<dim3(cblocks, unsigned(p.batch)), threads, 0, stream>>>(p);
+  launch(conv1d_state_kernel<T, W>, dim3(cblocks, unsigned(p.batch)), threads, 0, stream, p);
   MAMBART_CUDA_CHECK_LAUNCH("conv1d_state");
 }
 

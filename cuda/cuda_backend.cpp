@@ -44,6 +44,10 @@ class CudaBackend final : public Backend {
     MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, dev_));
     const char* g_env = std::getenv("MAMBART_CUDA_GRAPHS");
     graphs_enabled_ = !(g_env && std::string(g_env) == "0");
+    int major = 0;
+    MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev_));
+    const char* pdl_env = std::getenv("MAMBART_CUDA_PDL");
+    cuda::pdl_enabled() = major >= 9 && !(pdl_env && std::string(pdl_env) == "0");
     const char* b_env = std::getenv("MAMBART_CUBLAS");  // read once, at creation
     if (b_env && std::string(b_env) == "0") {
       cublas_tried_ = true;

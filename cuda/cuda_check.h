@@ -13,6 +13,13 @@ namespace cuda {
 // Throws InvalidArgument("cuda <op>: <why>").
 [[noreturn]] void throw_unsupported(const char* op, const std::string& why);
 
+// Whether launches use programmatic dependent launch (set by the backend: compute capability >= 9 and
+// MAMBART_CUDA_PDL != 0).
+inline bool& pdl_enabled() {
+  static bool on = false;
+  return on;
+}
+
 // Message building without iostreams: str("d_state ", 65, " not supported").
 inline void str_append(std::string& s, const char* v) { s += v; }
 inline void str_append(std::string& s, const std::string& v) { s += v; }

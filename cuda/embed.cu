@@ -8,6 +8,7 @@ namespace cuda {
 template <typename T>
 __global__ void embed_kernel(const int32_t* __restrict__ ids, const T* __restrict__ table, float* __restrict__ out,
                              int64_t d_model) {
+  pdl_wait();
   const int64_t t = blockIdx.y;
   const T* row = table + int64_t(ids[t]) * d_model;  // ids validated by the caller
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < d_model; i += int64_t(gridDim.x) * blockDim.x)
@@ -28,7 +29,7 @@ void launch_embed(const EmbedParams& p, cudaStream_t stream) {
   const int threads = 256;
   dim3 grid(unsigned((p.d_model + threads - 1) / threads), unsigned(p.n_tokens));
   MAMBART_DISPATCH_FLOAT(p.table_dtype, T, "embed",
-    embed_kernel<T><<<grid, threads, 0, stream>>>(p.ids, static_cast<const T*>(p.table), p.out, p.d_model));
+    launch(embed_kernel<T>, grid, threads, 0, stream, p.ids, static_cast<const T*>(p.table), p.out, p.d_model));
   MAMBART_CUDA_CHECK_LAUNCH("embed");
 }
 

@@ -51,6 +51,7 @@ __device__ __forceinline__ float dot16(const uint4& a, const uint4& b, H tag) {
 
 template <typename T, int MT, int R>
 __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(GemvArgs a) {
+  pdl_wait();
   __shared__ float red[kGemvWarps][32][MT][R];
   constexpr int VEC = Vec<T>::n;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -148,8 +149,8 @@ void launch_gemv_t(GemvArgs a, int num_sms, cudaStream_t stream) {
     if (blocks(rs[0], rs[1]) >= want) { R = rs[0]; S = rs[1]; break; }
   }
   a.S = S;
-  if (R == 4) gemv_kernel<T, MT, 4><<<unsigned(blocks(4, S)), kGemvWarps * 32, 0, stream>>>(a);
-  else gemv_kernel<T, MT, 1><<<unsigned(blocks(1, S)), kGemvWarps * 32, 0, stream>>>(a);
+  if (R == 4) launch(gemv_kernel<T, MT, 4>, unsigned(blocks(4, S)), kGemvWarps * 32, 0, stream, a);
+  else launch(gemv_kernel<T, MT, 1>, unsigned(blocks(1, S)), kGemvWarps * 32, 0, stream, a);
   MAMBART_CUDA_CHECK_LAUNCH("gemv");
 }
 
@@ -167,6 +168,7 @@ int num_sms() {
 // Tiled SIMT GEMM (64x64 tile, K step 16, 4x4 per thread), the fallback when cuBLAS is absent.
 template <typename T>
 __global__ void __launch_bounds__(256) gemm_tiled_kernel(MatmulParams p) {
+  pdl_wait();
   __shared__ float xs[16][64 + 1], ws[16][64 + 1];
   const T* x = static_cast<const T*>(p.x);
   const T* w = static_cast<const T*>(p.w);
@@ -210,6 +212,7 @@ __global__ void __launch_bounds__(256) gemm_tiled_kernel(MatmulParams p) {
 
 template <typename T>
 __global__ void add_bias_kernel(MatmulParams p) {
+  pdl_wait();
   const int64_t m = blockIdx.y;
   for (int64_t n = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; n < p.N; n += int64_t(gridDim.x) * blockDim.x) {
     if (p.y_dtype == DType::F32) static_cast<float*>(p.y)[m * p.ldy + n] += p.bias[n];
@@ -257,13 +260,13 @@ void launch_gemv(const MatmulParams& p, cudaStream_t stream) {
 
 void launch_gemm_fallback(const MatmulParams& p, cudaStream_t stream) {
   dim3 grid(unsigned((p.N + 63) / 64), unsigned((p.M + 63) / 64));
-  MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "matmul", gemm_tiled_kernel<T><<<grid, 256, 0, stream>>>(p));
+  MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "matmul", launch(gemm_tiled_kernel<T>, grid, 256, 0, stream, p));
   MAMBART_CUDA_CHECK_LAUNCH("gemm_tiled");
 }
 
 void launch_add_bias(const MatmulParams& p, cudaStream_t stream) {
   dim3 grid(unsigned(std::min<int64_t>((p.N + 255) / 256, 1024)), unsigned(p.M));
-  MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "matmul", add_bias_kernel<T><<<grid, 256, 0, stream>>>(p));
+  MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "matmul", launch(add_bias_kernel<T>, grid, 256, 0, stream, p));
   MAMBART_CUDA_CHECK_LAUNCH("add_bias");
 }
 

@@ -10,12 +10,13 @@ template <typename T>
 __global__ void add_norm_kernel(float* __restrict__ residual, const T* __restrict__ delta,
                                 const float* __restrict__ weight, const float* __restrict__ bias, T* __restrict__ out,
                                 int64_t dim, int rms, float eps) {
+  pdl_wait();
   extern __shared__ float row[];  // (dim,)
   __shared__ float red[32];
   const int64_t r = blockIdx.x;
   float* res = residual + r * dim;
   const T* del = delta ? delta + r * dim : nullptr;
-  float s = 0.f;
+  float s = 0.f, sq = 0.f;
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
     float v = res[i];
     if (del) {
@@ -24,15 +25,21 @@ __global__ void add_norm_kernel(float* __restrict__ residual, const T* __restric
     }
     row[i] = v;
     s += v;
+    sq += v * v;
   }
+  float var;
   float mean = 0.f;
-  if (!rms) mean = block_sum(s, red) / float(dim);
-  float q = 0.f;
-  for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
-    float d = row[i] - mean;
-    q += d * d;
+  if (rms) {
+    var = block_sum(sq, red) / float(dim);  // mean of squares
+  } else {  // two passes over the row for the variance
+    mean = block_sum(s, red) / float(dim);
+    float q = 0.f;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+      const float d = row[i] - mean;
+      q += d * d;
+    }
+    var = block_sum(q, red) / float(dim);
   }
-  const float var = block_sum(q, red) / float(dim);  // mean of squares for RMSNorm (mean == 0)
   const float inv = rsqrtf(var + eps);
   T* o = out + r * dim;
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
@@ -57,7 +64,7 @@ void launch_add_norm(const AddNormParams& p, cudaStream_t stream) {
   int threads = p.dim >= 2048 ? 512 : p.dim >= 512 ? 256 : 128;
   size_t smem = size_t(p.dim) * sizeof(float);
   MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "add_norm",
-    add_norm_kernel<T><<<unsigned(p.n_rows), threads, smem, stream>>>(
+    launch(add_norm_kernel<T>, unsigned(p.n_rows), threads, smem, stream,
         p.residual, static_cast<const T*>(p.delta), p.weight, p.bias, static_cast<T*>(p.out), p.dim, p.rms ? 1 : 0,
         p.eps));
   MAMBART_CUDA_CHECK_LAUNCH("add_norm");

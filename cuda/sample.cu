@@ -79,6 +79,7 @@ __device__ void block_argmax(float v, int idx, float* shv, int* shi, float* out_
 }
 
 __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleParams p) {
+  pdl_wait();
   extern __shared__ uint32_t seen[];  // (vocab / 32) bitmap, only with a repetition penalty
   __shared__ float shf[32];
   __shared__ int shi[32];
@@ -206,6 +207,7 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleParams p) 
 constexpr int kArgmaxThreads = 256;
 __global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(SampleParams p, unsigned long long* slot,
                                                                  unsigned* count) {
+  pdl_wait();
   __shared__ unsigned long long sh[kArgmaxThreads / 32];
   __shared__ bool last;
   const int64_t r = blockIdx.y;
@@ -258,7 +260,7 @@ void launch_sample(const SampleParams& p, void* scratch, cudaStream_t stream) {
     auto* slot = static_cast<unsigned long long*>(scratch);
     auto* count = reinterpret_cast<unsigned*>(slot + p.rows);
     const unsigned nblk = unsigned(std::min<int64_t>((p.vocab + 2047) / 2048, 128));
-    argmax_kernel<<<dim3(nblk, unsigned(p.rows)), kArgmaxThreads, 0, stream>>>(p, slot, count);
+    launch(argmax_kernel, dim3(nblk, unsigned(p.rows)), kArgmaxThreads, 0, stream, p, slot, count);
     MAMBART_CUDA_CHECK_LAUNCH("argmax");
     return;
   }
@@ -273,7 +275,7 @@ void launch_sample(const SampleParams& p, void* scratch, cudaStream_t stream) {
       }
     }
   }
-  sample_kernel<<<unsigned(p.rows), kSampleThreads, smem, stream>>>(p);
+  launch(sample_kernel, unsigned(p.rows), kSampleThreads, smem, stream, p);
   MAMBART_CUDA_CHECK_LAUNCH("sample");
 }
 

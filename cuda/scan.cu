@@ -46,10 +46,13 @@ struct TokenIn {
   float B[MAXS], C[MAXS];
 };
 
-constexpr int kScanThreads = 256;  // per block (channels x sub-chunks)
+// Threads per block (channels x sub-chunks): 512 for d_state <= 16 (128 registers), fewer for larger states.
+template <int MAXS>
+constexpr int scan_threads() { return MAXS <= 16 ? 512 : MAXS <= 32 ? 256 : 128; }
 
 template <typename T, int MAXS, bool VEC>
-__global__ void __launch_bounds__(kScanThreads, MAXS <= 16 ? 2 : 1) scan_kernel(ScanParams p, int sub_len) {
+__global__ void __launch_bounds__(scan_threads<MAXS>(), 1) scan_kernel(ScanParams p, int sub_len) {
+  pdl_wait();
   extern __shared__ float sm[];  // TY > 1: h_loc (TY, MAXS, CB), sum_delta (TY, CB)
   const int tx = threadIdx.x, ty = threadIdx.y, CB = blockDim.x, TY = blockDim.y;
   const int64_t c = int64_t(blockIdx.x) * CB + tx;
@@ -143,6 +146,7 @@ __global__ void __launch_bounds__(kScanThreads, MAXS <= 16 ? 2 : 1) scan_kernel(
 // state, so a warp reads and writes 8 channels' states as contiguous 16-byte pieces. y is reduced over the 4 lanes.
 template <typename T, int NQ>
 __global__ void scan_step_kernel(ScanParams p) {
+  pdl_wait();
   const int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int q = threadIdx.x & 3;
   const int64_t c = g >> 2, b = blockIdx.y;
@@ -189,13 +193,14 @@ bool supports_scan(const ScanParams& p, std::string* why) {
 
 template <typename T, int MAXS>
 static void launch_scan_s(const ScanParams& p, int num_sms, cudaStream_t stream) {
-  const int max_ty = std::min(kScanThreads / 32, 256 / MAXS);  // h_loc within ~34 KB of shared memory
+  // Sub-chunks per channel (time parallelism): up to 32, each at least 16 tokens long, fewer when the batch
+  // already gives enough threads. Shared memory: threads * (MAXS + 1) floats (<= 35 KB).
+  constexpr int threads = scan_threads<MAXS>();
   int ty = 1;
-  while (ty < max_ty && p.seqlen / (2 * ty) >= 16) ty *= 2;
-  // Enough threads already without splitting time: keep sub-chunks long (pass 1 costs a second scan).
-  const int64_t resident = int64_t(num_sms) * 2048;
+  while (ty < 32 && threads / (2 * ty) >= 16 && p.seqlen / (2 * ty) >= 16) ty *= 2;
+  const int64_t resident = int64_t(num_sms) * 1024;
   while (ty > 1 && p.batch * p.d_inner * (ty / 2) >= 2 * resident) ty /= 2;
-  const int cb = ty == 1 ? 128 : 32;  // <= kScanThreads
+  const int cb = ty == 1 ? 128 : threads / ty;
   const int sub_len = int((p.seqlen + ty - 1) / ty);
   const size_t smem = ty > 1 ? size_t(ty) * (MAXS + 1) * cb * sizeof(float) : 0;
   dim3 grid(unsigned((p.d_inner + cb - 1) / cb), unsigned(p.batch));
@@ -205,8 +210,8 @@ static void launch_scan_s(const ScanParams& p, int num_sms, cudaStream_t stream)
   };
   const bool vec = p.d_state % per == 0 && al(p.B, p.B_token_stride) && al(p.C, p.C_token_stride) &&
                    al(p.B, p.B_batch_stride) && al(p.C, p.C_batch_stride);
-  if (vec) scan_kernel<T, MAXS, true><<<grid, dim3(cb, ty), smem, stream>>>(p, sub_len);
-  else scan_kernel<T, MAXS, false><<<grid, dim3(cb, ty), smem, stream>>>(p, sub_len);
+  if (vec) launch(scan_kernel<T, MAXS, true>, grid, dim3(cb, ty), smem, stream, p, sub_len);
+  else launch(scan_kernel<T, MAXS, false>, grid, dim3(cb, ty), smem, stream, p, sub_len);
   MAMBART_CUDA_CHECK_LAUNCH("scan");
 }
 
@@ -218,10 +223,10 @@ static bool launch_scan_step(const ScanParams& p, cudaStream_t stream) {
   const int threads = 128;
   dim3 grid(unsigned((p.d_inner * 4 + threads - 1) / threads), unsigned(p.batch));
   switch (p.d_state / 16) {
-    case 1: scan_step_kernel<T, 1><<<grid, threads, 0, stream>>>(p); break;
-    case 2: scan_step_kernel<T, 2><<<grid, threads, 0, stream>>>(p); break;
-    case 3: scan_step_kernel<T, 3><<<grid, threads, 0, stream>>>(p); break;
-    default: scan_step_kernel<T, 4><<<grid, threads, 0, stream>>>(p); break;
+    case 1: launch(scan_step_kernel<T, 1>, grid, threads, 0, stream, p); break;
+    case 2: launch(scan_step_kernel<T, 2>, grid, threads, 0, stream, p); break;
+    case 3: launch(scan_step_kernel<T, 3>, grid, threads, 0, stream, p); break;
+    default: launch(scan_step_kernel<T, 4>, grid, threads, 0, stream, p); break;
   }
   MAMBART_CUDA_CHECK_LAUNCH("scan_step");
   return true;
