@@ -27,38 +27,49 @@ constexpr auto kSpinFor = std::chrono::microseconds(300);
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lk(mu_);
     stop_.store(true);
-    generation_.fetch_add(1);
+    claim_.fetch_add(uint64_t(1) << 32);  // a new "job" wakes everyone
   }
   cv_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::worker_loop(int index) {
-  uint64_t seen = 0;
+void ThreadPool::work_on(uint32_t job) {
+  uint64_t v = claim_.load(std::memory_order_acquire);
   for (;;) {
-    uint64_t g = generation_.load(std::memory_order_acquire);
-    if (g == seen) {
+    const uint32_t part = uint32_t(v & 0xffff), n = uint32_t((v >> 16) & 0xffff);
+    if (uint32_t(v >> 32) != job || part >= n) return;
+    if (!claim_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+    fn_(ctx_, int(part), int(n));
+    done_.fetch_add(1, std::memory_order_acq_rel);
+    v = claim_.load(std::memory_order_acquire);
+  }
+}
+
+void ThreadPool::worker_loop() {
+  uint32_t seen = 0;
+  for (;;) {
+    uint32_t job = uint32_t(claim_.load(std::memory_order_acquire) >> 32);
+    if (job == seen) {
       const auto until = std::chrono::steady_clock::now() + kSpinFor;
       int spins = 0;
-      while ((g = generation_.load(std::memory_order_acquire)) == seen) {
+      while ((job = uint32_t(claim_.load(std::memory_order_acquire) >> 32)) == seen) {
         MAMBART_CPU_RELAX();
         if (++spins % 64 == 0 && std::chrono::steady_clock::now() > until) {
           std::unique_lock<std::mutex> lk(mu_);
-          cv_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+          cv_.wait(lk, [&] { return uint32_t(claim_.load(std::memory_order_acquire) >> 32) != seen; });
         }
       }
     }
-    seen = g;
+    seen = job;
     if (stop_.load()) return;
-    if (index < n_parts_) fn_(ctx_, index, n_parts_);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    work_on(job);
   }
 }
 
@@ -68,20 +79,21 @@ void ThreadPool::run(int n_parts, PartFn fn, void* ctx) {
     for (int i = 0; i < n_parts; ++i) fn(ctx, i, n_parts);
     return;
   }
+  // Only this caller (holding busy_) writes the job; the release of the claim word publishes fn_/ctx_.
   fn_ = fn;
   ctx_ = ctx;
-  n_parts_ = n_parts;
-  pending_.store(int(workers_.size()), std::memory_order_relaxed);
+  done_.store(0, std::memory_order_relaxed);
+  const uint32_t job = uint32_t(claim_.load(std::memory_order_relaxed) >> 32) + 1;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    generation_.fetch_add(1, std::memory_order_acq_rel);
+    claim_.store((uint64_t(job) << 32) | (uint64_t(n_parts) << 16), std::memory_order_release);
   }
   cv_.notify_all();
-  fn(ctx, 0, n_parts);
+  work_on(job);
   int spins = 0;
-  while (pending_.load(std::memory_order_acquire) != 0) {
+  while (done_.load(std::memory_order_acquire) != n_parts) {
     MAMBART_CPU_RELAX();
-    if (++spins > 4096) std::this_thread::yield();  // a worker was descheduled (shared cores)
+    if (++spins > 4096) std::this_thread::yield();  // a worker holding a part was descheduled
   }
 }
 
