@@ -30,3 +30,7 @@ if(MAMBART_TESTS AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/tests/cpp/cpu/test_cpu_k
     add_test(NAME cpu_kernels COMMAND test_cpu_kernels)
   endif()
 endif()
+if(MAMBART_TESTS AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/tests/cpp/cpu/bench_cpu_kernels.cpp)
+  add_executable(bench_cpu_kernels ${CMAKE_CURRENT_SOURCE_DIR}/tests/cpp/cpu/bench_cpu_kernels.cpp)
+  target_link_libraries(bench_cpu_kernels PRIVATE mambart_core)
+endif()

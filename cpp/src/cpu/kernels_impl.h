@@ -17,8 +17,10 @@ static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // ---- math (Cephes-style single-precision polynomials, ~1-2 ulp) ---------------------------------------
 
+// Inputs are clamped to [-87.3, 88]: below, the result is ~1e-38 instead of a denormal or 0; above, ~1.6e38
+// instead of a larger value or inf (harmless in silu and softplus, whose results then round the same).
 MAMBART_VINLINE vf vexp(vf x) {
-  x = vmin(vmax(x, vset1(-87.33654f)), vset1(88.72283f));
+  x = vmin(vmax(x, vset1(-87.33654f)), vset1(88.0f));
   vf n = vround(vmul(x, vset1(1.44269504088896341f)));
   vf r = vfma(n, vset1(-0.693359375f), x);
   r = vfma(n, vset1(2.12194440e-4f), r);
@@ -29,9 +31,7 @@ MAMBART_VINLINE vf vexp(vf x) {
   p = vfma(p, r, vset1(1.6666665459e-1f));
   p = vfma(p, r, vset1(5.0000001201e-1f));
   p = vfma(p, vmul(r, r), vadd(r, vset1(1.f)));
-  // 2^n in two halves so that n = 128 (x near the top of the range) does not overflow the exponent.
-  vf h = vround(vmul(n, vset1(0.5f)));
-  return vmul(vmul(p, vpow2i(h)), vpow2i(vsub(n, h)));
+  return vscale2(p, n);
 }
 
 // Natural log for positive normal x.
@@ -327,7 +327,36 @@ static void gemm(const MatmulParams& p, int64_t n0, int64_t n1, float* scratch) 
 
 // ---- causal depthwise conv1d + SiLU, vectorized across channels -------------------------------------------
 
+// Decode form (one token): the state and weights are used in their (d_inner, d_conv) layout, one channel at
+// a time (no transposes); SiLU W channels at a time.
+static void conv1d_step(const Conv1dParams& p, int64_t c0, int64_t c1) {
+  const int64_t dc = p.d_conv;
+  alignas(64) float acc_l[W];
+  for (int64_t b = 0; b < p.batch; b++) {
+    float* st = p.conv_state + b * p.d_inner * dc;  // (d_inner, d_conv)
+    const float* x = static_cast<const float*>(p.x) + b * p.x_batch_stride;
+    float* out = static_cast<float*>(p.out) + b * p.out_batch_stride;
+    for (int64_t c = c0; c < c1; c += W) {
+      const int64_t nl = imin(W, c1 - c);
+      for (int64_t l = 0; l < nl; l++) {
+        float* s = st + (c + l) * dc;
+        const float* w = p.weight + (c + l) * dc;
+        // conv_state = roll(conv_state, -1); conv_state[-1] = x;  acc = sum(conv_state * w) + bias
+        float acc = p.bias ? p.bias[c + l] : 0.f;
+        for (int64_t k = 0; k + 1 < dc; k++) {
+          s[k] = s[k + 1];
+          acc += s[k] * w[k];
+        }
+        s[dc - 1] = x[c + l];
+        acc_l[l] = acc + s[dc - 1] * w[dc - 1];
+      }
+      vstore_n(out + c, vsilu(vload_n(acc_l, nl)), nl);
+    }
+  }
+}
+
 static void conv1d(const Conv1dParams& p, int64_t c0, int64_t c1) {
+  if (p.seqlen == 1) return conv1d_step(p, c0, c1);
   const int64_t dc = p.d_conv;
   alignas(64) float tile[kMaxDConv][W];  // gathered (d_conv, lanes) slices
   for (int64_t c = c0; c < c1; c += W) {

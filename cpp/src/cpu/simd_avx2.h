@@ -57,6 +57,8 @@ MAMBART_VINLINE vf vpow2i(vf n) {
   __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
   return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
 }
+// p * 2^n for integral-valued n in [-126, 127].
+MAMBART_VINLINE vf vscale2(vf p, vf n) { return _mm256_mul_ps(p, vpow2i(n)); }
 MAMBART_VINLINE vf vfrexp(vf x, vf* e) {
   __m256i u = _mm256_castps_si256(x);
   *e = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(u, 23), _mm256_set1_epi32(126)));

@@ -51,6 +51,8 @@ MAMBART_VINLINE vf vpow2i(vf n) {
   __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
   return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
 }
+// p * 2^n for integral-valued n.
+MAMBART_VINLINE vf vscale2(vf p, vf n) { return _mm512_scalef_ps(p, n); }
 // x = m * 2^e with m in [0.5, 1) for positive normal x.
 MAMBART_VINLINE vf vfrexp(vf x, vf* e) {
   __m512i u = _mm512_castps_si512(x);

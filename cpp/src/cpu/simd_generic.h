@@ -59,6 +59,8 @@ MAMBART_VINLINE vf vpow2i(vf n) {
   }
   return r;
 }
+// p * 2^n for integral-valued n in [-126, 127].
+MAMBART_VINLINE vf vscale2(vf p, vf n) { return vmul(p, vpow2i(n)); }
 MAMBART_VINLINE vf vfrexp(vf x, vf* e) {
   vf m;
   MAMBART_VLOOP {
