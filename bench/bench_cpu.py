@@ -174,6 +174,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=2, help="repetitions per measurement (best is kept)")
     ap.add_argument("--hf-shapes", default="130m", help="shapes to run HF transformers on ('' = none)")
     ap.add_argument("--hf-dtypes", default="f32", help="dtypes to run HF transformers on")
+    ap.add_argument("--hf-pp", type=int, default=128, help="HF prompt length (its CPU path is slow; rates compare)")
+    ap.add_argument("--hf-tg", type=int, default=32, help="HF decode tokens")
     ap.add_argument("--no-hf", action="store_true", help="skip HF transformers")
     ap.add_argument("--llama-bench", default=None, help="path of a llama-bench binary")
     ap.add_argument("--gguf-dir", default=None, help="folder of GGUF files of the same shapes")
@@ -224,8 +226,8 @@ def main(argv=None) -> int:
                     row["floor_tok_s"] = bw * 1e9 / wbytes
                     if shape in hf_shapes and dtype in hf_dtypes:
                         try:
-                            row["hf"] = _run_child(["hf", path, "--dtype", dtype, "--threads", th, "--pp", a.pp,
-                                                    "--tg", a.tg])
+                            row["hf"] = _run_child(["hf", path, "--dtype", dtype, "--threads", th, "--pp", a.hf_pp,
+                                                    "--tg", a.hf_tg])
                         except Exception as e:  # a peer failing must not lose our numbers
                             print(f"HF run failed: {e}", file=sys.stderr)
                     if a.llama_bench and a.gguf_dir:
@@ -288,7 +290,8 @@ def _markdown(rows, bw, load, load_after, cmd, a) -> str:
         f"pp{a.pp}: forward of {a.pp} tokens from an empty state, last-position logits only. tg{a.tg}: {a.tg} "
         "greedy single-token steps from an empty state (`generate`). Floor: decode tok/s that the read "
         "bandwidth allows for the weight bytes one step reads (all projections + lm_head); tg/floor is the "
-        "fraction reached. RSS/file: peak resident memory of the whole process (Python + numpy included) over "
+        "fraction reached. HF transformers (`MambaForCausalLM`, torch threads = threads) runs "
+        f"pp{a.hf_pp} / tg{a.hf_tg} (its CPU path is slow; tok/s rates are compared). RSS/file: peak resident memory of the whole process (Python + numpy included) over "
         "the weight file size; (RSS − base)/file leaves out the interpreter's own memory (base = RSS before "
         "loading the model). Best of the repetitions; random weights (see bench/common.py).",
         "",

@@ -163,6 +163,8 @@ MAMBART_VINLINE void dot_tile(const float* x, int64_t ldx, const typename WL::T*
   int64_t k = 0;
   for (; k + W <= K; k += W) {
     vf wv[NT];
+    // Prefetch the next tile's rows at the same offset (a hint; past the end of w it is harmless).
+    for (int j = 0; j < NT; j++) __builtin_prefetch(w + (j + NT) * K + k);
     for (int j = 0; j < NT; j++) wv[j] = WL::load(w + j * K + k);
     for (int m = 0; m < MT; m++) {
       vf xv = vload(x + m * ldx + k);
@@ -193,6 +195,8 @@ MAMBART_VINLINE void gemv_block(const MatmulParams& p, int64_t m0, int64_t n) {
     for (int j = 0; j < NT; j++) y[(m0 + m) * p.ldy + n + j] = out[m][j] + (p.bias ? p.bias[n + j] : 0.f);
 }
 
+constexpr int kGemvRows1 = W >= 16 ? 8 : 4;  // weight rows per tile when M == 1 (registers permitting)
+
 // All M rows for the NT weight rows starting at n: groups of 4 x-rows, each weight row read from memory once
 // (it stays in L1 across the groups).
 template <class WL, int NT>
@@ -210,6 +214,8 @@ static void gemv_rows(const MatmulParams& p, int64_t n) {
 template <class WL>
 static void gemv_t(const MatmulParams& p, int64_t n0, int64_t n1) {
   int64_t n = n0;
+  if (p.M == 1)  // pure streaming: more weight rows in flight
+    for (; n + kGemvRows1 <= n1; n += kGemvRows1) gemv_block<WL, 1, kGemvRows1>(p, 0, n);
   for (; n + 4 <= n1; n += 4) gemv_rows<WL, 4>(p, n);
   for (; n < n1; n++) gemv_rows<WL, 1>(p, n);
 }
