@@ -29,6 +29,8 @@ class Backend {
   virtual void fill_zero(void* p, size_t bytes) = 0;
   // Waits for queued work (no-op on synchronous backends).
   virtual void synchronize() {}
+  // Tokens (over all rows) processed per prefill chunk: bounds the workspace whatever the prompt length.
+  virtual int64_t chunk_tokens() const { return 1024; }
 
   // Ops (ops.h). Each validates what it supports and throws InvalidArgument otherwise.
   virtual void embed(const EmbedParams& p) = 0;

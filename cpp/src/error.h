@@ -43,6 +43,12 @@ class OutOfMemory : public Error {
   size_t bytes_;
 };
 
+// A computation stopped because the caller's interrupt check said so (Ctrl-C in Python).
+class Interrupted : public Error {
+ public:
+  using Error::Error;
+};
+
 namespace detail {
 template <typename... Args>
 std::string cat(Args&&... args) {

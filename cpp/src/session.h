@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "error.h"
 #include "model.h"
 
 namespace mambart {
@@ -74,16 +75,11 @@ using TokenCallback = std::function<bool(const int32_t* tokens, int64_t batch)>;
 
 // Prefills each row with its prompt (rows may have different lengths: prompts[r] of length lens[r]) and
 // then decodes all rows together. Returns tokens (batch, n_steps) with -1 after a row stopped; n_steps
-// <= max_new_tokens. Rows whose prompt is empty continue from the state (at least one row needs a token
-// or a prior state: the caller checks).
+// <= max_new_tokens. Every prompt needs at least one token.
 std::vector<int32_t> generate(State& state, const std::vector<const int32_t*>& prompts,
                               const std::vector<int64_t>& lens, const GenerateOptions& opt,
                               const TokenCallback& on_token, int64_t* n_steps_out,
                               const std::function<bool()>& interrupted = nullptr);
 
-class Interrupted : public Error {
- public:
-  using Error::Error;
-};
 
 }  // namespace mambart
