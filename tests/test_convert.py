@@ -50,60 +50,61 @@ def _runtime_logits(path, ids):
 # Each case builds (model, folder): `model` is the torch reference whose fp32 logits the converted folder must
 # reproduce; `folder` is the checkpoint as a user would have it.
 
+SMALL = dict(vocab_size=67, hidden_size=24, state_size=8, num_hidden_layers=2)
 UNTIED_BIAS = dict(hidden_size=20, state_size=5, conv_kernel=3, time_step_rank=3, use_bias=True,
                    use_conv_bias=False, tie_word_embeddings=False, residual_in_fp32=False)
 
 
 def _hf_st(d):
-    m = cu.make_hf_model(seed=1)
-    return m, cu.save_hf_safetensors(m, d)
+    m = cu.make_hf_model(1, **SMALL)
+    return m, cu.save_hf(m, d)
 
 
 def _hf_st_sharded(d):
-    m = cu.make_hf_model(seed=2)
-    return m, cu.save_hf_safetensors(m, d, max_shard_size="20KB")
+    m = cu.make_hf_model(2, **SMALL)
+    return m, cu.save_hf(m, d, max_shard_size="20KB")
 
 
 def _hf_st_untied_bias(d):
-    m = cu.make_hf_model(UNTIED_BIAS, seed=3)
-    return m, cu.save_hf_safetensors(m, d)
+    m = cu.make_hf_model(3, **SMALL, **UNTIED_BIAS)
+    return m, cu.save_hf(m, d)
 
 
 def _hf_bin(d):
-    m = cu.make_hf_model(seed=4)
+    m = cu.make_hf_model(4, **SMALL)
     return m, cu.save_hf_bin(m, d)
 
 
 def _hf_bin_sharded_untied(d):
-    m = cu.make_hf_model(UNTIED_BIAS, seed=5)
+    m = cu.make_hf_model(5, **SMALL, **UNTIED_BIAS)
     return m, cu.save_hf_bin(m, d, n_shards=3)
 
 
 def _hf_bin_bf16(d):
     # stored in bf16: the reference is the fp32 model holding the same bf16-rounded weights
-    m = cu.make_hf_model(seed=6).to(torch.bfloat16).to(torch.float32)
+    m = cu.make_hf_model(6, **SMALL).to(torch.bfloat16).to(torch.float32)
     return m, cu.save_hf_bin(m, d, dtype=torch.bfloat16)
 
 
 def _ss(d):
-    m = cu.make_hf_model({"vocab_size": 64}, seed=7)  # 61 padded to a multiple of 8
+    m = cu.make_hf_model(7, **{**SMALL, "vocab_size": 64})  # 61 padded to a multiple of 8
     return m, cu.save_state_spaces(m, d, vocab_size=61, pad_vocab_size_multiple=8)
 
 
 def _ss_unpadded_rows(d):
-    m = cu.make_hf_model({"vocab_size": 64}, seed=8)
+    m = cu.make_hf_model(8, **{**SMALL, "vocab_size": 64})
     with torch.no_grad():
         m.backbone.embeddings.weight[61:] = 0  # the converter pads the 61 stored rows with zeros
     return m, cu.save_state_spaces(m, d, vocab_size=61, pad_vocab_size_multiple=8, store_rows=61)
 
 
 def _ss_layernorm_untied(d):
-    m = cu.make_layernorm_model({**UNTIED_BIAS, "vocab_size": 70}, seed=9)
+    m = cu.make_layernorm_model(9, **{**SMALL, **UNTIED_BIAS, "vocab_size": 70})
     return m, cu.save_state_spaces(m, d, rms_norm=False, vocab_size=70, pad_vocab_size_multiple=1)
 
 
 def _ss_legacy(d):
-    m = cu.make_hf_model(seed=10)
+    m = cu.make_hf_model(10, **SMALL)
     return m, cu.save_state_spaces(m, d, vocab_size=67, pad_vocab_size_multiple=1, legacy=True)
 
 
@@ -225,7 +226,7 @@ def test_reconvert_converted_folder(sources, tmp_path):
 def test_info(sources):
     src, _, _ = sources["hf-safetensors"]
     d = info(src)
-    model = cu.make_hf_model(seed=1)
+    model = cu.make_hf_model(1, **SMALL)
     assert d["layout"] == "hf" and d["weights_format"] == "safetensors"
     assert d["n_params"] == sum(p.numel() for p in model.parameters())
     c = d["config"]
@@ -304,7 +305,7 @@ class _Evil:
 
 def _hf_config_folder(folder):
     folder.mkdir(parents=True, exist_ok=True)
-    cu.make_hf_model(seed=0).config.save_pretrained(folder)
+    cu.make_hf_model(0, **SMALL).config.save_pretrained(folder)
     return folder
 
 
