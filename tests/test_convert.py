@@ -66,7 +66,7 @@ def _hf_st_sharded(d):
 
 
 def _hf_st_untied_bias(d):
-    m = cu.make_hf_model(3, **SMALL, **UNTIED_BIAS)
+    m = cu.make_hf_model(3, **{**SMALL, **UNTIED_BIAS})
     return m, cu.save_hf(m, d)
 
 
@@ -76,7 +76,7 @@ def _hf_bin(d):
 
 
 def _hf_bin_sharded_untied(d):
-    m = cu.make_hf_model(5, **SMALL, **UNTIED_BIAS)
+    m = cu.make_hf_model(5, **{**SMALL, **UNTIED_BIAS})
     return m, cu.save_hf_bin(m, d, n_shards=3)
 
 
@@ -129,9 +129,27 @@ def sources(tmp_path_factory):
     out = {}
     for i, (name, build) in enumerate(CASES.items()):
         model, folder = build(root / name)
-        ids = np.random.default_rng(100 + i).integers(0, model.config.vocab_size, L)
+        vocab = json.loads((folder / "config.json").read_text())["vocab_size"]  # unpadded for state-spaces
+        ids = np.random.default_rng(100 + i).integers(0, vocab, L)
         out[name] = (folder, ids, cu.hf_logits(model, ids))
     return out
+
+
+def _as_safetensors(folder, dst):
+    """The runtime loads safetensors only: the same checkpoint (same names, layout and config) with its .bin
+    file(s) rewritten as one model.safetensors, or `folder` itself when it already is safetensors."""
+    from safetensors.torch import save_file as st_save
+
+    bins = sorted(folder.glob("*.bin"))
+    if not bins:
+        return folder
+    dst.mkdir()
+    sd = {}
+    for b in bins:
+        sd.update(torch.load(b, weights_only=True))
+    st_save({k: v.contiguous().clone() for k, v in sd.items()}, str(dst / "model.safetensors"))
+    (dst / "config.json").write_bytes((folder / "config.json").read_bytes())
+    return dst
 
 
 @pytest.mark.parametrize("dtype", [None, "float16", "bfloat16"])
@@ -155,7 +173,7 @@ def test_converted_equals_direct_load(sources, case, tmp_path):
     src, ids, ref = sources[case]
     dst = convert(src, tmp_path / "out")
     converted = _runtime_logits(dst, ids)
-    direct = _runtime_logits(src, ids)
+    direct = _runtime_logits(_as_safetensors(src, tmp_path / "direct"), ids)
     n = direct.shape[-1]  # a direct load of unpadded rows has the unpadded width; the converter pads with zeros
     assert converted.shape[-1] >= n and not converted[:, n:].any()
     assert cu.rel_err(converted[:, :n], direct) <= 1e-5

@@ -154,7 +154,7 @@ def _parse_state_spaces(raw, label):
     if not isinstance(expand, (int, float)) or isinstance(expand, bool) or expand <= 0:
         raise ConvertError(f"{lbl}: field 'expand' must be a positive number, found {expand!r}")
     vocab = _get(raw, "vocab_size", int, label, required=True, hi=1 << 24)
-    multiple = _get(raw, "pad_vocab_size_multiple", int, label, 1)
+    multiple = _get(raw, "pad_vocab_size_multiple", int, label, 8)  # mamba_ssm MambaConfig's default
     padded = -(-vocab // multiple) * multiple
     return ModelSpec(
         layout="state-spaces",
@@ -173,6 +173,9 @@ def _parse_state_spaces(raw, label):
         residual_in_fp32=_get(raw, "residual_in_fp32", bool, label, True),
         tie_embeddings=_get(raw, "tie_embeddings", bool, label, True),
         norm_eps=_get(raw, "norm_epsilon", float, label, 1e-5),
+        bos_token_id=_token_id(raw, "bos_token_id", label),
+        eos_token_id=_token_id(raw, "eos_token_id", label),
+        pad_token_id=_token_id(raw, "pad_token_id", label),
     )
 
 
@@ -207,7 +210,7 @@ def mambart_config(spec, dtype_long, source):
         "vocab_size": spec.vocab_size,
         "state_size": spec.d_state,
         "conv_kernel": spec.d_conv,
-        "expand": spec.expand,
+        "expand": int(spec.expand) if float(spec.expand).is_integer() else spec.expand,
         "intermediate_size": spec.d_inner,
         "time_step_rank": spec.dt_rank,
         "use_bias": spec.in_proj_bias,

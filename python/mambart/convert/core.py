@@ -19,9 +19,10 @@ def load(src):
     source = open_source(src)
     spec = parse_config(source.raw_config, str(source.dir / "config.json"))
     if spec.layout == "state-spaces":
-        # mamba_ssm configs carry no token ids; only the tokenizer files, when present, can say
+        # mamba_ssm configs usually carry no token ids; the tokenizer files, when present, may say
         for which in ("bos", "eos", "pad"):
-            setattr(spec, f"{which}_token_id", tokenizer_token_id(source, f"{which}_token"))
+            if getattr(spec, f"{which}_token_id") is None:
+                setattr(spec, f"{which}_token_id", tokenizer_token_id(source, f"{which}_token"))
     return source, spec
 
 
