@@ -32,18 +32,10 @@ TOL = {None: 1e-5, "float32": 1e-5, "float16": 2e-2, "bfloat16": 2e-2}
 L = 16
 
 
-def _session_class():
-    """mambart.Session, or skip while the runtime cannot load models."""
+def _runtime_logits(path, ids):
     import mambart
 
-    session = getattr(mambart, "Session", None)
-    if session is None:
-        pytest.skip("mambart runtime (Session) not available")
-    return session
-
-
-def _runtime_logits(path, ids):
-    return _session_class()(str(path), device="cpu").forward(np.asarray(ids, dtype=np.int64))
+    return mambart.Session(str(path), device="cpu").forward(np.asarray(ids, dtype=np.int64))
 
 
 # --- source checkpoints ------------------------------------------------------------------------------------------
@@ -309,6 +301,28 @@ def test_safetensors_roundtrip_and_package_files(tmp_path):
         for k, t in got.items():
             np.testing.assert_array_equal(t.load(), tensors[k][1])
     assert open_safetensors(tmp_path / "ours.safetensors")["c"].dtype == "BF16"
+
+
+def test_progress_bar():
+    import io
+
+    from mambart.convert.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    plain, tty = io.StringIO(), Tty()
+    for stream in (plain, tty):
+        bar = Progress(1000, "conv", stream=stream, min_bytes=100)
+        for _ in range(10):
+            bar.update(100)
+        bar.close()
+    assert plain.getvalue().splitlines()[-1] == "conv: 100% of 0.00 GiB" and len(plain.getvalue().splitlines()) == 10
+    assert tty.getvalue().startswith("\rconv [") and "100%" in tty.getvalue() and tty.getvalue().endswith("\n")
+    quiet = io.StringIO()
+    Progress(1000, stream=quiet, min_bytes=10**6).update(1000)  # small conversions print nothing
+    assert quiet.getvalue() == ""
 
 
 # --- refusals and errors -----------------------------------------------------------------------------------------

@@ -8,6 +8,12 @@ from .dtypes import OUTPUT_DTYPES
 from .errors import ConvertError
 
 
+def _dtype_arg(name):
+    if name.lower() not in OUTPUT_DTYPES:
+        raise argparse.ArgumentTypeError(f"unknown dtype {name!r} (expected float32, float16 or bfloat16)")
+    return name.lower()
+
+
 def _convert_parser(prog):
     p = argparse.ArgumentParser(
         prog=prog,
@@ -17,9 +23,9 @@ def _convert_parser(prog):
                "`huggingface-cli download state-spaces/mamba-130m --local-dir mamba-130m`.")
     p.add_argument("src", metavar="SRC", help="model folder (config.json + weights) or a weights file")
     p.add_argument("dst", metavar="DST", help="output folder (must not exist unless --force)")
-    p.add_argument("--dtype", choices=sorted(OUTPUT_DTYPES), default=None,
-                   help="dtype of the projections, embedding and lm_head (default: the source's); A, D, dt bias, "
-                        "conv and norm parameters stay float32")
+    p.add_argument("--dtype", type=_dtype_arg, default=None, metavar="{float32,float16,bfloat16}",
+                   help="dtype of the projections, embedding and lm_head (default: the source's; fp32/fp16/bf16 "
+                        "are accepted too); A, D, dt bias, conv and norm parameters stay float32")
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     return p

@@ -99,8 +99,9 @@ def info(path):
     source, spec = load(path)
     plan, out_code = build_plan(spec, source.tensors)
     dtypes = {}
-    for t in source.tensors.values():
-        dtypes[t.dtype] = dtypes.get(t.dtype, 0) + t.numel
+    for name, t in source.tensors.items():
+        if not (name == "lm_head.weight" and spec.tie_embeddings):  # a stored tied head is the embedding
+            dtypes[t.dtype] = dtypes.get(t.dtype, 0) + t.numel
     return {
         "path": str(source.dir),
         "layout": spec.layout,

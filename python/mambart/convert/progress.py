@@ -11,7 +11,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.enabled = enabled and total >= min_bytes
         self.tty = self.enabled and getattr(self.stream, "isatty", lambda: False)()
-        self._last_draw, self._last_decile = 0.0, -1
+        self._last_draw, self._last_decile = 0.0, 0
 
     def update(self, nbytes):
         self.done += nbytes

@@ -70,15 +70,15 @@ def read_header(path):
 
 
 def open_safetensors(path):
-    """All tensors of one .safetensors file as LazyTensors backed by one read-only memory map."""
+    """All tensors of one .safetensors file as LazyTensors. Each load memory-maps just that tensor (read-only), so
+    its pages are released when the array is dropped: converting streams through a large file."""
     path = Path(path)
     tensors, _, _ = read_header(path)
-    mapping = []  # opened on first load, shared by the file's tensors
 
     def view(begin, end, dtype, shape):
-        if not mapping:
-            mapping.append(np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else np.zeros(0, np.uint8))
-        return mapping[0][begin:end].view(NUMPY_DTYPE[dtype]).reshape(shape)
+        if begin == end:
+            return np.zeros(shape, NUMPY_DTYPE[dtype])
+        return np.memmap(path, dtype=NUMPY_DTYPE[dtype], mode="r", offset=begin, shape=tuple(shape))
 
     return {
         name: LazyTensor(name, dtype, shape, str(path), lambda b=b, e=e, d=dtype, s=shape: view(b, e, d, s))

@@ -43,17 +43,16 @@ _STORAGE_TYPES = {
 
 
 class _Storage:
-    """One storage: a flat array of `numel` elements of `dtype`, read by `read()` on demand (cached)."""
+    """One storage: a flat array of `numel` elements of `dtype`, read by `read()` on demand. Not cached: each
+    load maps (or reads) it afresh, so a converted tensor's pages are released once it has been written."""
 
-    __slots__ = ("key", "dtype", "numel", "_read", "_data")
+    __slots__ = ("key", "dtype", "numel", "_read")
 
     def __init__(self, key, dtype, numel, read):
-        self.key, self.dtype, self.numel, self._read, self._data = key, dtype, numel, read, None
+        self.key, self.dtype, self.numel, self._read = key, dtype, numel, read
 
     def array(self):
-        if self._data is None:
-            self._data = self._read()
-        return self._data
+        return self._read()
 
     def __setstate__(self, state):
         raise TypeError("storage cannot be unpickled")
