@@ -288,14 +288,19 @@ def test_bf16_rounding_matches_torch():
 
 
 def test_safetensors_roundtrip_and_package_files(tmp_path):
+    from safetensors import safe_open
     from safetensors.numpy import save_file as st_save
 
     rng = np.random.default_rng(1)
     tensors = {"a": ("F32", rng.standard_normal((3, 4)).astype(np.float32)),
                "b": ("F16", rng.standard_normal(5).astype(np.float16)),
-               "c": ("BF16", f32_to_bf16(rng.standard_normal((2, 2)).astype(np.float32)))}
+               "c": ("BF16", f32_to_bf16(rng.standard_normal((2, 2)).astype(np.float32))),
+               "scalar": ("F32", np.array(3.5, np.float32)), "empty": ("F16", np.zeros((0, 4), np.float16))}
     save_file(tensors, tmp_path / "ours.safetensors")
     st_save({k: v for k, (_, v) in tensors.items() if k != "c"}, str(tmp_path / "theirs.safetensors"))
+    with safe_open(str(tmp_path / "ours.safetensors"), "np") as f:  # the package reads ours
+        for k in ("a", "b", "scalar", "empty"):
+            np.testing.assert_array_equal(f.get_tensor(k), tensors[k][1])
     for fname in ("ours.safetensors", "theirs.safetensors"):
         got = open_safetensors(tmp_path / fname)
         for k, t in got.items():
@@ -552,3 +557,28 @@ def test_cli_subprocesses(sources, tmp_path):
             "--dtype", "bfloat16")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "c" / "config.json").read_text())["mambart"]["dtype"] == "bfloat16"
+
+
+NO_TORCH = """
+import importlib.abc, sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "safetensors"):
+            raise ImportError(f"{name} is blocked in this test")
+
+sys.meta_path.insert(0, Block())
+from mambart.convert import main_convert, main_info
+rc = main_convert(sys.argv[1:3] + ["-q"]) or main_info([sys.argv[2]])
+assert not any(m.split(".")[0] in ("torch", "transformers", "safetensors") for m in sys.modules)
+sys.exit(rc)
+"""
+
+
+@pytest.mark.parametrize("case", ["state-spaces", "hf-bin-sharded-untied", "hf-safetensors-sharded"])
+def test_converts_without_torch(sources, tmp_path, case):
+    src, ids, ref = sources[case]
+    r = subprocess.run([sys.executable, "-c", NO_TORCH, str(src), str(tmp_path / "out")], capture_output=True,
+                       text=True, env=_env(), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert cu.rel_err(_runtime_logits(tmp_path / "out", ids), ref) <= 1e-5

@@ -113,10 +113,10 @@ class SafetensorsWriter:
 
     def write(self, name, array):
         exp_name, dtype, shape = self._entries[self._next]
-        arr = np.ascontiguousarray(array)
+        arr = np.asarray(array, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
         if name != exp_name or arr.dtype != NUMPY_DTYPE[dtype] or tuple(arr.shape) != tuple(shape):
             raise AssertionError(f"writer: got {name} {arr.dtype} {arr.shape}, expected {exp_name} {dtype} {shape}")
-        self._f.write(memoryview(arr).cast("B"))
+        self._f.write(arr.reshape(-1).view(np.uint8).data)
         self._next += 1
 
     def close(self):
