@@ -144,6 +144,8 @@ def _parse_state_spaces(raw, label):
     ssm = raw.get("ssm_cfg") or {}
     if not isinstance(ssm, dict):
         raise ConvertError(f"{label}: field 'ssm_cfg' must be an object")
+    if ssm.get("layer", "Mamba1") != "Mamba1":
+        raise ConvertError(f"{label}: unknown ssm_cfg.layer {ssm.get('layer')!r} (expected \"Mamba1\")")
     if raw.get("attn_layer_idx"):
         raise ConvertError(f"{label}: hybrid models with attention layers (attn_layer_idx) are not supported")
     if raw.get("d_intermediate"):
