@@ -207,8 +207,8 @@ def _load_zip(path, zf):
                 n_name, n_extra = struct.unpack("<HH", local[26:30])
                 return _mapped(path, info.header_offset + 30 + n_name + n_extra, dtype, numel, f"storage {key!r}")
             try:
-                with zipfile.ZipFile(path) as z:  # compressed entry: read it whole
-                    raw = z.read(entry)
+                with zipfile.ZipFile(path) as z, z.open(entry) as f:  # compressed entry: decompress what is used
+                    raw = f.read(nbytes)
             except (zipfile.BadZipFile, OSError, EOFError) as e:
                 raise ConvertError(f"{path}: cannot read storage {key!r}: {e}") from None
             arr = np.frombuffer(raw, dtype=NUMPY_DTYPE[dtype].newbyteorder(order), count=numel)
