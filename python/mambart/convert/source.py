@@ -16,6 +16,7 @@ _WEIGHTS = (
     ("pytorch_model.bin.index.json", "bin"),
     ("pytorch_model.bin", "bin"),
 )
+_SHARD = re.compile(r"-\d+-of-\d+\.(safetensors|bin)$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -108,6 +109,9 @@ def open_source(src):
     else:
         folder = p.parent
         weights, fmt = p, _format_of_file(p)
+        if _SHARD.search(p.name):
+            raise ConvertError(f"{p} is one shard of a sharded checkpoint: pass the folder ({folder}) or its "
+                               "index .json instead")
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         raise ConvertError(f"{folder}: no config.json next to the weights")
