@@ -47,9 +47,9 @@ class _Tensors:
     def _key(self, name):
         return self.prefix + name[len("backbone."):] if name.startswith("backbone.") else name
 
-    def get(self, names, shapes, required=True):
+    def get(self, names, shapes):
         """First present of `names` (without the 'backbone.' prefix when the file has none); its shape must be one
-        of `shapes`. Returns (name, LazyTensor) or (None, None) when absent and not required."""
+        of `shapes`. Returns (name, LazyTensor)."""
         for name in names:
             key = self._key(name)
             if key in self.tensors:
@@ -63,10 +63,8 @@ class _Tensors:
                     raise ConvertError(f"tensor '{key}': expected a float dtype (F32, F16, BF16), found {t.dtype} "
                                        f"(in {t.file})")
                 return key, t
-        if required:
-            alt = " or ".join(f"'{self._key(n)}'" for n in names)
-            raise ConvertError(f"tensor {alt} is missing from the checkpoint")
-        return None, None
+        alt = " or ".join(f"'{self._key(n)}'" for n in names)
+        raise ConvertError(f"tensor {alt} is missing from the checkpoint (expected shape {_shape_str(shapes[0])})")
 
 
 def _f32(t):
@@ -109,9 +107,9 @@ def build_plan(spec, tensors, out_dtype=None):
     prefix = "backbone." if any(n.startswith("backbone.") for n in tensors) else ""
     src = _Tensors(tensors, prefix)
     V, d, di, ds, dc, r = spec.vocab_size, spec.d_model, spec.d_inner, spec.d_state, spec.d_conv, spec.dt_rank
-    rows = {(V, d)}
+    rows = [(V, d)]
     if spec.vocab_size_unpadded < V:
-        rows.add((spec.vocab_size_unpadded, d))
+        rows.append((spec.vocab_size_unpadded, d))
     out = []
 
     def add(name, dtype, shape, produce):
@@ -121,40 +119,40 @@ def build_plan(spec, tensors, out_dtype=None):
     add("backbone.embeddings.weight", out_dtype, (V, d), _padded_rows(emb, out_dtype, V))
 
     def norm(src_base, out_base):
-        _, w = src.get([src_base + ".weight"], {(d,)})
+        _, w = src.get([src_base + ".weight"], [(d,)])
         add(out_base + ".weight", "F32", (d,), _f32(w))
         if not spec.rms_norm:
-            _, b = src.get([src_base + ".bias"], {(d,)})
+            _, b = src.get([src_base + ".bias"], [(d,)])
             add(out_base + ".bias", "F32", (d,), _f32(b))
 
     for i in range(spec.n_layer):
         L = f"backbone.layers.{i}"
         m = L + ".mixer"
         norm(L + ".norm", L + ".norm")
-        _, t = src.get([m + ".in_proj.weight"], {(2 * di, d)})
+        _, t = src.get([m + ".in_proj.weight"], [(2 * di, d)])
         add(m + ".in_proj.weight", out_dtype, (2 * di, d), _as(t, out_dtype))
         if spec.in_proj_bias:
-            _, t = src.get([m + ".in_proj.bias"], {(2 * di,)})
+            _, t = src.get([m + ".in_proj.bias"], [(2 * di,)])
             add(m + ".in_proj.bias", "F32", (2 * di,), _f32(t))
-        _, t = src.get([m + ".conv1d.weight"], {(di, 1, dc), (di, dc)})
+        _, t = src.get([m + ".conv1d.weight"], [(di, 1, dc), (di, dc)])
         add(m + ".conv1d.weight", "F32", (di, dc), lambda t=t: _f32(t)().reshape(di, dc))
         if spec.conv_bias:
-            _, t = src.get([m + ".conv1d.bias"], {(di,)})
+            _, t = src.get([m + ".conv1d.bias"], [(di,)])
             add(m + ".conv1d.bias", "F32", (di,), _f32(t))
-        _, t = src.get([m + ".x_proj.weight"], {(r + 2 * ds, di)})
+        _, t = src.get([m + ".x_proj.weight"], [(r + 2 * ds, di)])
         add(m + ".x_proj.weight", out_dtype, (r + 2 * ds, di), _as(t, out_dtype))
-        _, t = src.get([m + ".dt_proj.weight"], {(di, r)})
+        _, t = src.get([m + ".dt_proj.weight"], [(di, r)])
         add(m + ".dt_proj.weight", out_dtype, (di, r), _as(t, out_dtype))
-        _, t = src.get([m + ".dt_proj.bias"], {(di,)})
+        _, t = src.get([m + ".dt_proj.bias"], [(di,)])
         add(m + ".dt_proj.bias", "F32", (di,), _f32(t))
-        name, t = src.get([m + ".A_log", m + ".A"], {(di, ds)})
+        name, t = src.get([m + ".A_log", m + ".A"], [(di, ds)])
         add(m + ".A", "F32", (di, ds), _neg_exp(t) if name.endswith("A_log") else _f32(t))
-        _, t = src.get([m + ".D"], {(di,)})
+        _, t = src.get([m + ".D"], [(di,)])
         add(m + ".D", "F32", (di,), _f32(t))
-        _, t = src.get([m + ".out_proj.weight"], {(d, di)})
+        _, t = src.get([m + ".out_proj.weight"], [(d, di)])
         add(m + ".out_proj.weight", out_dtype, (d, di), _as(t, out_dtype))
         if spec.in_proj_bias:
-            _, t = src.get([m + ".out_proj.bias"], {(d,)})
+            _, t = src.get([m + ".out_proj.bias"], [(d,)])
             add(m + ".out_proj.bias", "F32", (d,), _f32(t))
 
     norm("backbone.norm_f", "backbone.norm_f")
