@@ -287,6 +287,18 @@ def test_bf16_rounding_matches_torch():
     assert np.isnan(to_f32(got[~finite], "BF16")).all()
 
 
+@pytest.mark.parametrize("src,dst", [("F32", "BF16"), ("F32", "F16"), ("BF16", "F16"), ("F16", "F32")])
+def test_chunked_cast(monkeypatch, src, dst):
+    from mambart.convert import dtypes
+
+    x = dtypes.cast(np.random.default_rng(2).standard_normal((13, 5)).astype(np.float32), "F32", src)
+    whole = dtypes.cast(x, src, dst)
+    monkeypatch.setattr(dtypes, "CHUNK", 7)  # large tensors are converted chunk by chunk
+    chunked = dtypes.cast(x, src, dst)
+    assert chunked.shape == whole.shape and chunked.dtype == whole.dtype
+    np.testing.assert_array_equal(chunked, whole)
+
+
 def test_safetensors_roundtrip_and_package_files(tmp_path):
     from safetensors import safe_open
     from safetensors.numpy import save_file as st_save

@@ -71,10 +71,24 @@ def to_f32(arr, code):
     raise ConvertError(f"cannot convert {code} data to float32")
 
 
+CHUNK = 1 << 22  # elements converted at a time: keeps the temporaries of a large tensor small
+
+
 def cast(arr, src, dst):
     """Raw data of dtype `src` -> raw data of dtype `dst` (both in FLOAT_TYPES; dst is never F64)."""
     if src == dst:
         return arr
+    arr = np.asarray(arr)
+    if arr.size > CHUNK:  # convert chunk by chunk into the output
+        flat = arr.reshape(-1)
+        out = np.empty(arr.size, NUMPY_DTYPE[dst])
+        for i in range(0, arr.size, CHUNK):
+            out[i:i + CHUNK] = _cast(flat[i:i + CHUNK], src, dst)
+        return out.reshape(arr.shape)
+    return _cast(arr, src, dst)
+
+
+def _cast(arr, src, dst):
     if src == "F32" and dst == "F16":
         return np.asarray(arr).astype(np.float16)
     f = to_f32(arr, src)
