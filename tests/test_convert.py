@@ -146,7 +146,7 @@ def _as_safetensors(folder, dst):
     return dst
 
 
-@pytest.mark.parametrize("dtype", [None, "float16", "bfloat16"])
+@pytest.mark.parametrize("dtype", [None, "float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_converted_logits_match_transformers(sources, case, dtype, tmp_path):
     src, ids, ref = sources[case]
