@@ -11,6 +11,7 @@
 #include "cuda_check.h"
 #include "error.h"
 #include "cublas_loader.h"
+#include "decode_layer.h"
 #include "kernels.h"
 
 namespace mambart {
@@ -48,6 +49,8 @@ class CudaBackend final : public Backend {
     MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev_));
     const char* pdl_env = std::getenv("MAMBART_CUDA_PDL");
     cuda::pdl_enabled() = major >= 9 && !(pdl_env && std::string(pdl_env) == "0");
+    const char* f_env = std::getenv("MAMBART_CUDA_FUSED");
+    fused_enabled_ = !(f_env && std::string(f_env) == "0");
     const char* b_env = std::getenv("MAMBART_CUBLAS");  // read once, at creation
     if (b_env && std::string(b_env) == "0") {
       cublas_tried_ = true;
@@ -121,6 +124,14 @@ class CudaBackend final : public Backend {
   }
   void conv1d(const Conv1dParams& p) override { DeviceGuard g(dev_); cuda::launch_conv1d(p, stream_); }
   void scan(const ScanParams& p) override { DeviceGuard g(dev_); cuda::launch_scan(p, num_sms_, stream_); }
+  // Fused decode layer for batch <= 8 (decode_layer.cpp); otherwise (or with MAMBART_CUDA_FUSED=0) the
+  // default composition of the ops.
+  void decode_layer(const DecodeLayerParams& p) override {
+    DeviceGuard g(dev_);
+    std::string why;
+    if (fused_enabled_ && cuda::decode_layer_fusable(p, &why)) cuda::launch_decode_layer(p, stream_);
+    else Backend::decode_layer(p);
+  }
   void sample(const SampleParams& p) override {
     DeviceGuard g(dev_);
     cuda::launch_sample(p, sample_scratch(p.rows), stream_);
@@ -220,6 +231,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   int num_sms_ = 1;
   bool graphs_enabled_ = true;
+  bool fused_enabled_ = true;
   std::map<std::pair<const void*, uint64_t>, cudaGraphExec_t> graphs_;
   bool cublas_tried_ = false;
   std::unique_ptr<cuda::Cublas> cublas_;

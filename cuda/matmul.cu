@@ -24,32 +24,64 @@ struct GemvArgs {
   int L;      // lanes per row (power of two, <= 32)
   int S;      // warps of a block splitting K (1, 2, 4)
   int y_f32;  // y is fp32 (else the type of x)
+  GemvFusion f;  // used by the kFuseNormConv / kFuseResidual variants only
 };
 
-template <typename T> struct Vec;
-template <> struct Vec<float> { static constexpr int n = 4; };
-template <> struct Vec<__half> { static constexpr int n = 8; };
-template <> struct Vec<__nv_bfloat16> { static constexpr int n = 8; };
 
-__device__ __forceinline__ float dot16(const uint4& a, const uint4& b, float) {
-  return __uint_as_float(a.x) * __uint_as_float(b.x) + __uint_as_float(a.y) * __uint_as_float(b.y) +
-         __uint_as_float(a.z) * __uint_as_float(b.z) + __uint_as_float(a.w) * __uint_as_float(b.w);
-}
-__device__ __forceinline__ float2 to_f2(uint32_t v, __half) { return __half22float2(*reinterpret_cast<const __half2*>(&v)); }
-__device__ __forceinline__ float2 to_f2(uint32_t v, __nv_bfloat16) {
-  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v));
-}
-template <typename H>
-__device__ __forceinline__ float dot16(const uint4& a, const uint4& b, H tag) {
-  float2 a0 = to_f2(a.x, tag), b0 = to_f2(b.x, tag), a1 = to_f2(a.y, tag), b1 = to_f2(b.y, tag);
-  float2 a2 = to_f2(a.z, tag), b2 = to_f2(b.z, tag), a3 = to_f2(a.w, tag), b3 = to_f2(b.w, tag);
-  float s = a0.x * b0.x;
-  s = fmaf(a0.y, b0.y, s); s = fmaf(a1.x, b1.x, s); s = fmaf(a1.y, b1.y, s);
-  s = fmaf(a2.x, b2.x, s); s = fmaf(a2.y, b2.y, s); s = fmaf(a3.x, b3.x, s); s = fmaf(a3.y, b3.y, s);
-  return s;
+// Norm prologue (kFuseNormConv): x = norm(residual) * w (+ b), rounded to T, computed by every block into shared
+// memory (M rows of a.K, row stride a.ldx) exactly as add_norm computes it.
+template <typename T>
+__device__ void gemv_norm_prologue(const GemvArgs& a, T* xs) {
+  __shared__ float red[32];
+  const GemvFusion& f = a.f;
+  for (int m = 0; m < a.M; ++m) {
+    const float* res = f.residual + int64_t(m) * a.K;
+    float s = 0.f, sq = 0.f;
+    for (int i = threadIdx.x; i < a.K; i += blockDim.x) {
+      const float v = res[i];
+      s += v;
+      sq += v * v;
+    }
+    float var, mean = 0.f;
+    if (f.rms) {
+      var = block_sum(sq, red) / float(a.K);
+    } else {
+      mean = block_sum(s, red) / float(a.K);
+      float q = 0.f;
+      for (int i = threadIdx.x; i < a.K; i += blockDim.x) {
+        const float d = res[i] - mean;
+        q += d * d;
+      }
+      var = block_sum(q, red) / float(a.K);
+    }
+    const float inv = rsqrtf(var + f.eps);
+    for (int i = threadIdx.x; i < a.K; i += blockDim.x) {
+      float v = (res[i] - mean) * inv * f.norm_w[i];
+      if (f.norm_b) v += f.norm_b[i];
+      xs[int64_t(m) * a.ldx + i] = from_f<T>(v);
+    }
+  }
+  __syncthreads();
 }
 
-template <typename T, int MT, int R>
+// Conv-step epilogue (kFuseNormConv), for an x column n < d_inner of in_proj: shift the conv state of (m, n),
+// append x (rounded to T), convolve, SiLU, write xc.
+template <typename T>
+__device__ __forceinline__ void gemv_conv_epilogue(const GemvFusion& f, int m, int n, float xv) {
+  float* st = f.conv_state + (int64_t(m) * f.d_inner + n) * f.d_conv;
+  const float* cw = f.conv_w + int64_t(n) * f.d_conv;
+  float acc = f.conv_b ? f.conv_b[n] : 0.f;
+  float prev = to_f(from_f<T>(xv));
+  for (int k = f.d_conv - 1; k >= 0; --k) {  // new state[k] = old state[k + 1], state[d_conv - 1] = x
+    const float cur = st[k];
+    st[k] = prev;
+    acc += cw[k] * prev;
+    prev = cur;
+  }
+  static_cast<T*>(f.xc)[int64_t(m) * f.d_inner + n] = from_f<T>(silu(acc));
+}
+
+template <typename T, int MT, int R, int MODE>
 __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(GemvArgs a) {
   pdl_wait();
   __shared__ float red[kGemvWarps][32][MT][R];
@@ -58,7 +90,9 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(GemvArgs a) {
   const int L = a.L, G = 32 / L, g = lane / L, gl = lane % L;
   const int rowset = warp / a.S, ks = warp % a.S, rowsets = kGemvWarps / a.S;
   const int row0 = ((blockIdx.x * rowsets + rowset) * G + g) * R;
-  const T* x = static_cast<const T*>(a.x);
+  extern __shared__ uint4 gemv_xs[];
+  if (MODE == kFuseNormConv) gemv_norm_prologue<T>(a, reinterpret_cast<T*>(gemv_xs));
+  const T* x = MODE == kFuseNormConv ? reinterpret_cast<const T*>(gemv_xs) : static_cast<const T*>(a.x);
   const T* w = static_cast<const T*>(a.w);
 
   float acc[MT][R];
@@ -79,7 +113,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(GemvArgs a) {
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
       if (m < a.M) {
-        const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + m * a.ldx) + c);
+        const uint4* xp = reinterpret_cast<const uint4*>(x + m * a.ldx) + c;
+        const uint4 xv = MODE == kFuseNormConv ? *xp : __ldg(xp);
 #pragma unroll
         for (int r = 0; r < R; ++r) acc[m][r] += dot16(wv[r], xv, T());
       }
@@ -128,15 +163,21 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(GemvArgs a) {
     for (int m = 0; m < MT; ++m) {
       if (m < a.M) {
         const float v = acc[m][r] + bv;
-        if (a.y_f32) static_cast<float*>(a.y)[m * a.ldy + n] = v;
-        else static_cast<T*>(a.y)[m * a.ldy + n] = from_f<T>(v);
+        if (MODE == kFuseResidual) {  // residual (fp32) += the projection rounded to T, as add_norm would add it
+          static_cast<float*>(a.y)[m * a.ldy + n] += to_f(from_f<T>(v));
+        } else if (MODE == kFuseNormConv && n < a.f.d_inner) {
+          gemv_conv_epilogue<T>(a.f, m, n, v);
+        } else {
+          if (a.y_f32) static_cast<float*>(a.y)[m * a.ldy + n] = v;
+          else static_cast<T*>(a.y)[m * a.ldy + n] = from_f<T>(v);
+        }
       }
     }
   }
 }
 
-template <typename T, int MT>
-void launch_gemv_t(GemvArgs a, int num_sms, cudaStream_t stream) {
+template <typename T, int MT, int MODE = kFusePlain>
+void launch_gemv_t(GemvArgs a, int num_sms, cudaStream_t stream, size_t smem = 0) {
   // Fewest rows per block that still gives >= 2 blocks per SM: (R, S) in (4,1), (1,1), (1,2), (1,4).
   const int G = 32 / a.L;
   const int64_t want = 2 * int64_t(num_sms);
@@ -149,8 +190,12 @@ void launch_gemv_t(GemvArgs a, int num_sms, cudaStream_t stream) {
     if (blocks(rs[0], rs[1]) >= want) { R = rs[0]; S = rs[1]; break; }
   }
   a.S = S;
-  if (R == 4) launch(gemv_kernel<T, MT, 4>, unsigned(blocks(4, S)), kGemvWarps * 32, 0, stream, a);
-  else launch(gemv_kernel<T, MT, 1>, unsigned(blocks(1, S)), kGemvWarps * 32, 0, stream, a);
+  if (smem > 0) {  // the norm prologue's rows may exceed the default 48 KB of dynamic shared memory
+    MAMBART_CUDA_CHECK(cudaFuncSetAttribute(R == 4 ? gemv_kernel<T, MT, 4, MODE> : gemv_kernel<T, MT, 1, MODE>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  }
+  if (R == 4) launch(gemv_kernel<T, MT, 4, MODE>, unsigned(blocks(4, S)), kGemvWarps * 32, smem, stream, a);
+  else launch(gemv_kernel<T, MT, 1, MODE>, unsigned(blocks(1, S)), kGemvWarps * 32, smem, stream, a);
   MAMBART_CUDA_CHECK_LAUNCH("gemv");
 }
 
@@ -242,20 +287,44 @@ bool supports_matmul(const MatmulParams& p, std::string* why) {
 
 bool gemv_applicable(const MatmulParams& p) { return p.M <= kGemvMaxRows; }
 
-void launch_gemv(const MatmulParams& p, cudaStream_t stream) {
-  GemvArgs a{p.x, p.ldx, p.w, p.bias, p.y, p.ldy, int(p.M), int(p.N), int(p.K), 0, 32, 1, p.y_dtype == DType::F32};
+namespace {
+template <int MODE>
+void launch_gemv_mode(const MatmulParams& p, const GemvFusion& f, cudaStream_t stream) {
+  GemvArgs a{p.x, p.ldx, p.w, p.bias, p.y, p.ldy, int(p.M), int(p.N), int(p.K), 0, 32, 1, p.y_dtype == DType::F32, f};
   const size_t es = dtype_size(p.act_dtype);
   const int vec = int(16 / es);
-  const bool aligned = (reinterpret_cast<uintptr_t>(p.x) % 16 == 0) && (reinterpret_cast<uintptr_t>(p.w) % 16 == 0) &&
-                       (p.K * es) % 16 == 0 && (p.ldx * es) % 16 == 0;
+  size_t smem = 0;
+  if (MODE == kFuseNormConv) {  // x lives in shared memory, rows padded to 16 bytes
+    a.x = nullptr;
+    a.ldx = (p.K + vec - 1) / vec * vec;
+    smem = size_t(p.M) * size_t(a.ldx) * es;
+  }
+  const bool aligned = (MODE == kFuseNormConv || reinterpret_cast<uintptr_t>(a.x) % 16 == 0) &&
+                       (reinterpret_cast<uintptr_t>(p.w) % 16 == 0) && (p.K * es) % 16 == 0 && (a.ldx * es) % 16 == 0;
   a.C = aligned ? int(p.K / vec) : 0;
   a.L = a.C >= 64 ? 32 : 8;
   const int sms = num_sms();
   MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "matmul",
-    if (p.M <= 1) launch_gemv_t<T, 1>(a, sms, stream);
-    else if (p.M <= 2) launch_gemv_t<T, 2>(a, sms, stream);
-    else if (p.M <= 4) launch_gemv_t<T, 4>(a, sms, stream);
-    else launch_gemv_t<T, 8>(a, sms, stream));
+    if (p.M <= 1) launch_gemv_t<T, 1, MODE>(a, sms, stream, smem);
+    else if (p.M <= 2) launch_gemv_t<T, 2, MODE>(a, sms, stream, smem);
+    else if (p.M <= 4) launch_gemv_t<T, 4, MODE>(a, sms, stream, smem);
+    else launch_gemv_t<T, 8, MODE>(a, sms, stream, smem));
+}
+}  // namespace
+
+void launch_gemv(const MatmulParams& p, cudaStream_t stream) { launch_gemv_mode<kFusePlain>(p, GemvFusion{}, stream); }
+
+size_t gemv_norm_smem_bytes(int64_t M, int64_t K, DType act) {
+  const int64_t vec = int64_t(16 / dtype_size(act));
+  return size_t(M) * size_t((K + vec - 1) / vec * vec) * dtype_size(act);
+}
+
+void launch_gemv_norm_conv(const MatmulParams& p, const GemvFusion& f, cudaStream_t stream) {
+  launch_gemv_mode<kFuseNormConv>(p, f, stream);
+}
+
+void launch_gemv_residual(const MatmulParams& p, cudaStream_t stream) {
+  launch_gemv_mode<kFuseResidual>(p, GemvFusion{}, stream);
 }
 
 void launch_gemm_fallback(const MatmulParams& p, cudaStream_t stream) {

@@ -144,8 +144,8 @@ __global__ void __launch_bounds__(scan_threads<MAXS>(), 1) scan_kernel(ScanParam
 
 // Decode (seqlen 1), d_state = 16 * NQ: 4 lanes per channel, lane q holding the float4s j*4+q (j < NQ) of the
 // state, so a warp reads and writes 8 channels' states as contiguous 16-byte pieces. y is reduced over the 4 lanes.
-template <typename T, int NQ>
-__global__ void scan_step_kernel(ScanParams p) {
+template <typename T, int NQ, bool DTPROJ>
+__global__ void scan_step_kernel(ScanParams p, DtProjArgs d) {
   pdl_wait();
   const int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int q = threadIdx.x & 3;
@@ -155,7 +155,25 @@ __global__ void scan_step_kernel(ScanParams p) {
   constexpr int DS = 16 * NQ;
   const float bias = p.dt_bias ? p.dt_bias[cc] : 0.f;
   const float xv = to_f(static_cast<const T*>(p.x)[b * p.x_batch_stride + cc]);
-  const float delta = softplus(to_f(static_cast<const T*>(p.dt)[b * p.dt_batch_stride + cc]) + bias);
+  float dtv;
+  if (DTPROJ) {  // dt = dt_proj(xdbl[:dt_rank]) for this channel, 4 lanes over dt_rank, rounded to T like the op
+    const T* wr = static_cast<const T*>(d.w) + cc * d.dt_rank;
+    const T* xr = static_cast<const T*>(d.x) + b * d.x_batch_stride;
+    float s = 0.f;
+    if (d.vec) {
+      const int chunks = d.dt_rank / Vec<T>::n;
+      for (int j = q; j < chunks; j += 4)
+        s += dot16(__ldg(reinterpret_cast<const uint4*>(wr) + j), __ldg(reinterpret_cast<const uint4*>(xr) + j), T());
+    } else {
+      for (int j = q; j < d.dt_rank; j += 4) s += to_f(wr[j]) * to_f(xr[j]);
+    }
+    s += __shfl_xor_sync(0xffffffffu, s, 1);
+    s += __shfl_xor_sync(0xffffffffu, s, 2);
+    dtv = to_f(from_f<T>(s));
+  } else {
+    dtv = to_f(static_cast<const T*>(p.dt)[b * p.dt_batch_stride + cc]);
+  }
+  const float delta = softplus(dtv + bias);
   const float dx = delta * xv;
   const T* Bt = static_cast<const T*>(p.B) + b * p.B_batch_stride;
   const T* Ct = static_cast<const T*>(p.C) + b * p.C_batch_stride;
@@ -215,21 +233,35 @@ static void launch_scan_s(const ScanParams& p, int num_sms, cudaStream_t stream)
   MAMBART_CUDA_CHECK_LAUNCH("scan");
 }
 
-template <typename T>
-static bool launch_scan_step(const ScanParams& p, cudaStream_t stream) {
-  const bool ok = p.seqlen == 1 && p.d_state % 16 == 0 && p.d_state <= 64 &&
-                  reinterpret_cast<uintptr_t>(p.A) % 16 == 0 && reinterpret_cast<uintptr_t>(p.ssm_state) % 16 == 0;
-  if (!ok) return false;
+bool scan_step_applicable(const ScanParams& p) {
+  return p.seqlen == 1 && p.d_state % 16 == 0 && p.d_state <= 64 && reinterpret_cast<uintptr_t>(p.A) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(p.ssm_state) % 16 == 0;
+}
+
+template <typename T, bool DTPROJ>
+static bool launch_scan_step(const ScanParams& p, const DtProjArgs& d, cudaStream_t stream) {
+  if (!scan_step_applicable(p)) return false;
   const int threads = 128;
   dim3 grid(unsigned((p.d_inner * 4 + threads - 1) / threads), unsigned(p.batch));
   switch (p.d_state / 16) {
-    case 1: launch(scan_step_kernel<T, 1>, grid, threads, 0, stream, p); break;
-    case 2: launch(scan_step_kernel<T, 2>, grid, threads, 0, stream, p); break;
-    case 3: launch(scan_step_kernel<T, 3>, grid, threads, 0, stream, p); break;
-    default: launch(scan_step_kernel<T, 4>, grid, threads, 0, stream, p); break;
+    case 1: launch(scan_step_kernel<T, 1, DTPROJ>, grid, threads, 0, stream, p, d); break;
+    case 2: launch(scan_step_kernel<T, 2, DTPROJ>, grid, threads, 0, stream, p, d); break;
+    case 3: launch(scan_step_kernel<T, 3, DTPROJ>, grid, threads, 0, stream, p, d); break;
+    default: launch(scan_step_kernel<T, 4, DTPROJ>, grid, threads, 0, stream, p, d); break;
   }
   MAMBART_CUDA_CHECK_LAUNCH("scan_step");
   return true;
+}
+
+void launch_scan_step_dtproj(const ScanParams& p, DtProjArgs d, cudaStream_t stream) {
+  std::string why;
+  if (!supports_scan(p, &why)) throw_unsupported("scan_step_dtproj", why);
+  if (!scan_step_applicable(p)) throw_unsupported("scan_step_dtproj", "needs seqlen 1, d_state % 16 == 0 (<= 64), aligned A/state");
+  if (p.batch == 0) return;
+  const size_t es = dtype_size(p.act_dtype);
+  d.vec = (d.dt_rank * es) % 16 == 0 && reinterpret_cast<uintptr_t>(d.w) % 16 == 0 &&
+          reinterpret_cast<uintptr_t>(d.x) % 16 == 0 && (d.x_batch_stride * int64_t(es)) % 16 == 0;
+  MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "scan_step_dtproj", launch_scan_step<T, true>(p, d, stream));
 }
 
 void launch_scan(const ScanParams& p, int num_sms, cudaStream_t stream) {
@@ -237,7 +269,7 @@ void launch_scan(const ScanParams& p, int num_sms, cudaStream_t stream) {
   if (!supports_scan(p, &why)) throw_unsupported("scan", why);
   if (p.batch == 0 || p.seqlen == 0) return;
   MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "scan",
-    if (launch_scan_step<T>(p, stream)) break;
+    if (launch_scan_step<T, false>(p, DtProjArgs{}, stream)) break;
     if (p.d_state <= 16) launch_scan_s<T, 16>(p, num_sms, stream);
     else if (p.d_state <= 32) launch_scan_s<T, 32>(p, num_sms, stream);
     else launch_scan_s<T, 64>(p, num_sms, stream));

@@ -247,3 +247,73 @@ def test_sample_draw_matches_reference(ref, cuda, vocab, temperature, top_k, top
     assert agree >= 0.95 * rows * 3, agree
     if top_k == 1:
         np.testing.assert_array_equal(a, logits.argmax(1))
+
+
+# ---- fused decode layer (DecodeLayerParams) -------------------------------------------------------------------
+# The CUDA override (fused kernels for batch <= 8, the composition otherwise) against the default composition of
+# the reference ops. Compared: the residual's increment (out_proj of the layer) and both states. Tolerances:
+# fp32 1e-4 (fast exp, reordered sums over four chained projections); fp16 / bf16 2e-2 (the same intermediates are
+# rounded to the dtype on both sides, but a rounding flip early in the chain propagates).
+LAYER_TOL = {"F32": 1e-4, "F16": 2e-2, "BF16": 2e-2}
+
+# batch, d_model, d_inner, d_state, dt_rank, d_conv, rms, biases
+LAYER_SHAPES = [
+    (1, 64, 128, 16, 4, 4, True, False),
+    (3, 96, 192, 16, 8, 4, True, True),
+    (8, 256, 512, 16, 16, 4, True, False),
+    (2, 40, 80, 32, 3, 3, False, True),     # LayerNorm, odd dt_rank (scalar dt_proj path)
+    (1, 33, 70, 16, 5, 2, True, True),      # unaligned rows (scalar GEMV path, padded prologue rows)
+    (9, 64, 128, 16, 4, 4, True, False),    # batch > 8: the CUDA backend composes the ops
+    (2, 48, 96, 4, 4, 4, True, False),      # d_state 4: composed as well
+    (1, 768, 1536, 16, 48, 4, True, False), # mamba-130m sizes
+]
+
+
+def layer_inputs(g, dt, batch, d_model, d_inner, d_state, dt_rank, d_conv, rms, biases):
+    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)
+    nx = dt_rank + 2 * d_state
+    w = lambda n, k, s=1.0: to_bits(g.standard_normal((n, k)) * s / np.sqrt(k), dt)
+    opt = lambda n, s=0.1: f32(g.standard_normal(n) * s) if biases else None
+    return dict(
+        residual=f32(g.standard_normal((batch, d_model)) * 2),
+        norm_w=f32(1 + 0.1 * g.standard_normal(d_model)),
+        norm_b=None if rms else f32(0.1 * g.standard_normal(d_model)),
+        in_proj_w=w(2 * d_inner, d_model), in_proj_b=opt(2 * d_inner),
+        conv_w=f32(g.standard_normal((d_inner, d_conv)) * 0.5), conv_b=opt(d_inner),
+        x_proj_w=w(nx, d_inner), dt_proj_w=w(d_inner, dt_rank, 0.5),
+        dt_bias=f32(g.standard_normal(d_inner) * 0.5 - 2),
+        A=f32(-np.exp(np.log(g.random((d_inner, d_state)) * 8 + 0.5))),
+        D=f32(g.standard_normal(d_inner)),
+        out_proj_w=w(d_model, d_inner), out_proj_b=opt(d_model),
+        conv_state=f32(g.standard_normal((batch, d_inner, d_conv))),
+        ssm_state=f32(g.standard_normal((batch, d_inner, d_state))),
+        rms=rms, eps=1e-5, act=dt)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("shape", LAYER_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_decode_layer(ref, cuda, dt, shape):
+    g = rng("decode_layer", dt, shape)
+    kw = layer_inputs(g, dt, *shape)
+    res0 = kw["residual"].copy()
+    ra, ca, sa = cuda.decode_layer(**kw)
+    rb, cb, sb = ref.decode_layer(**kw)
+    tol = LAYER_TOL[dt]
+    assert rel(ra - res0, rb - res0) <= tol
+    assert rel(ca, cb) <= (1e-5 if dt == "F32" else tol)
+    assert rel(sa, sb) <= tol
+
+
+def test_decode_layer_steps(ref, cuda):
+    """Five fused steps in a row, the states fed back (fp32): errors stay at the one-step level."""
+    g = rng("decode_layer_steps")
+    kw = layer_inputs(g, "F32", 2, 64, 128, 16, 4, 4, True, True)
+    ka, kb = dict(kw), dict(kw)
+    for _ in range(5):
+        x = g.standard_normal(kw["residual"].shape).astype(np.float32)
+        ka["residual"] = kb["residual"] = x
+        ra, ka["conv_state"], ka["ssm_state"] = cuda.decode_layer(**ka)
+        rb, kb["conv_state"], kb["ssm_state"] = ref.decode_layer(**kb)
+        assert rel(ra - x, rb - x) <= 1e-4
+    assert rel(ka["ssm_state"], kb["ssm_state"]) <= 1e-4
+    assert rel(ka["conv_state"], kb["conv_state"]) <= 1e-5

@@ -40,6 +40,10 @@ class Backend {
   virtual void scan(const ScanParams& p) = 0;
   virtual void sample(const SampleParams& p) = 0;
 
+  // Fused decode entry points (ops.h). The defaults compose the ops above, so every backend supports them and
+  // the reference stays the oracle; a backend overrides them with fused kernels.
+  virtual void decode_layer(const DecodeLayerParams& p);
+
   // Runs `issue`, which enqueues ops whose pointers stay valid until forget_recorded(owner). A backend
   // may record the launches once per (owner, key) and replay them (CUDA graphs); the default just runs it.
   virtual void run_recorded(const void* owner, uint64_t key, const std::function<void()>& issue) {
@@ -49,6 +53,47 @@ class Backend {
   }
   virtual void forget_recorded(const void* owner) { (void)owner; }
 };
+
+// The default decode_layer: add_norm, in_proj, conv1d, x_proj, dt_proj, scan, out_proj, then residual += delta
+// (through add_norm, whose normalized output lands in the scratch `normed` and is discarded).
+inline void Backend::decode_layer(const DecodeLayerParams& p) {
+  const int64_t B = p.batch, d = p.d_model, di = p.d_inner, ds = p.d_state, r = p.dt_rank, nx = r + 2 * ds;
+  const int64_t a = int64_t(dtype_size(p.act_dtype));
+  auto at = [a](void* base, int64_t elems) { return static_cast<char*>(base) + elems * a; };
+  AddNormParams np;
+  np.n_rows = B; np.dim = d; np.residual = p.residual; np.delta = nullptr;
+  np.weight = p.norm_w; np.bias = p.norm_b; np.rms = p.rms; np.eps = p.eps;
+  np.out = p.normed; np.act_dtype = p.act_dtype;
+  add_norm(np);
+  auto mm = [&](const void* x, const void* w, const float* bias, void* y, int64_t N, int64_t K, int64_t ldx) {
+    MatmulParams m;
+    m.M = B; m.N = N; m.K = K; m.x = x; m.ldx = ldx; m.w = w; m.w_dtype = p.w_dtype; m.bias = bias;
+    m.y = y; m.ldy = N; m.act_dtype = p.act_dtype; m.y_dtype = p.act_dtype;
+    matmul(m);
+  };
+  mm(p.normed, p.in_proj_w, p.in_proj_b, p.xz, 2 * di, d, d);   // (B, 2 * d_inner)
+  Conv1dParams cp;
+  cp.batch = B; cp.seqlen = 1; cp.d_inner = di; cp.d_conv = p.d_conv;
+  cp.x = p.xz; cp.x_batch_stride = 2 * di; cp.x_token_stride = 2 * di;
+  cp.conv_state = p.conv_state; cp.weight = p.conv_w; cp.bias = p.conv_b;
+  cp.out = p.xc; cp.out_batch_stride = di; cp.out_token_stride = di; cp.act_dtype = p.act_dtype;
+  conv1d(cp);
+  mm(p.xc, p.x_proj_w, nullptr, p.xdbl, nx, di, di);             // (B, dt_rank + 2 * d_state)
+  mm(p.xdbl, p.dt_proj_w, nullptr, p.dt, di, r, nx);             // (B, d_inner), bias added in the scan
+  ScanParams sp;
+  sp.batch = B; sp.seqlen = 1; sp.d_inner = di; sp.d_state = ds;
+  sp.x = p.xc; sp.x_batch_stride = di; sp.x_token_stride = di;
+  sp.dt = p.dt; sp.dt_batch_stride = di; sp.dt_token_stride = di;
+  sp.B = at(p.xdbl, r); sp.B_batch_stride = nx; sp.B_token_stride = nx;
+  sp.C = at(p.xdbl, r + ds); sp.C_batch_stride = nx; sp.C_token_stride = nx;
+  sp.z = at(p.xz, di); sp.z_batch_stride = 2 * di; sp.z_token_stride = 2 * di;
+  sp.A = p.A; sp.D = p.D; sp.dt_bias = p.dt_bias; sp.ssm_state = p.ssm_state;
+  sp.y = p.y; sp.y_batch_stride = di; sp.y_token_stride = di; sp.act_dtype = p.act_dtype;
+  scan(sp);
+  mm(p.y, p.out_proj_w, p.out_proj_b, p.delta, d, di, di);       // (B, d_model)
+  np.delta = p.delta;                                            // residual += delta
+  add_norm(np);
+}
 
 // RAII buffer in a backend's memory.
 class Buffer {

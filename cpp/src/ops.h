@@ -106,6 +106,47 @@ struct SampleParams {
   int32_t* out = nullptr;         // (rows,) backend memory
 };
 
+// One Mamba layer for one new token per row (decode, seqlen == 1); the residual stream is updated in place:
+//   normed = norm(residual) * norm_w (+ norm_b)                    (batch, d_model)
+//   xz = in_proj(normed)                                            (batch, 2 * d_inner): x | z
+//   xc = silu(conv_step(x, conv_state))                             (batch, d_inner)
+//   xdbl = x_proj(xc);  dt = dt_proj(xdbl[:, :dt_rank])             (batch, dt_rank + 2 * d_state), (batch, d_inner)
+//   y = scan_step(xc, dt, B, C, z, ssm_state)                       (batch, d_inner)
+//   residual += out_proj(y)                                         (batch, d_model)
+// Backend::decode_layer composes the ops above (each intermediate rounded to act_dtype, as in prefill) through
+// the scratch buffers; fused implementations may skip the scratch (their contents are then unspecified).
+struct DecodeLayerParams {
+  int64_t batch = 0, d_model = 0, d_inner = 0, d_state = 0, dt_rank = 0, d_conv = 0;
+  bool rms = true;
+  float eps = 1e-5f;
+  float* residual = nullptr;          // (batch, d_model) fp32, in/out
+  const float* norm_w = nullptr;      // (d_model,)
+  const float* norm_b = nullptr;      // (d_model,) LayerNorm only, may be nullptr
+  const void* in_proj_w = nullptr;    // (2 * d_inner, d_model) w_dtype
+  const float* in_proj_b = nullptr;   // (2 * d_inner,) or nullptr
+  const float* conv_w = nullptr;      // (d_inner, d_conv)
+  const float* conv_b = nullptr;      // (d_inner,) or nullptr
+  const void* x_proj_w = nullptr;     // (dt_rank + 2 * d_state, d_inner) w_dtype
+  const void* dt_proj_w = nullptr;    // (d_inner, dt_rank) w_dtype
+  const float* dt_bias = nullptr;     // (d_inner,) or nullptr
+  const float* A = nullptr;           // (d_inner, d_state) = -exp(A_log)
+  const float* D = nullptr;           // (d_inner,) or nullptr
+  const void* out_proj_w = nullptr;   // (d_model, d_inner) w_dtype
+  const float* out_proj_b = nullptr;  // (d_model,) or nullptr
+  DType w_dtype = DType::F32;         // dtype of the four projections
+  DType act_dtype = DType::F32;
+  float* conv_state = nullptr;        // (batch, d_inner, d_conv) fp32, in/out
+  float* ssm_state = nullptr;         // (batch, d_inner, d_state) fp32, in/out
+  // Scratch, act_dtype, contiguous rows.
+  void* normed = nullptr;             // (batch, d_model)
+  void* xz = nullptr;                 // (batch, 2 * d_inner)
+  void* xc = nullptr;                 // (batch, d_inner)
+  void* xdbl = nullptr;               // (batch, dt_rank + 2 * d_state)
+  void* dt = nullptr;                 // (batch, d_inner)
+  void* y = nullptr;                  // (batch, d_inner)
+  void* delta = nullptr;              // (batch, d_model)
+};
+
 // Counter-based RNG shared by every backend: uniform in [0, 1) from (seed, row, step).
 inline uint64_t splitmix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;

@@ -173,6 +173,60 @@ class OpRunner {
     return t;
   }
 
+  // One fused decode layer (DecodeLayerParams); returns (residual, conv_state, ssm_state) after it.
+  std::tuple<Out, Out, Out> decode_layer(AnyIn residual, AnyIn norm_w, nb::object norm_b, AnyIn in_proj_w,
+                                         nb::object in_proj_b, AnyIn conv_w, nb::object conv_b, AnyIn x_proj_w,
+                                         AnyIn dt_proj_w, nb::object dt_bias, AnyIn A, nb::object D,
+                                         AnyIn out_proj_w, nb::object out_proj_b, AnyIn conv_state,
+                                         AnyIn ssm_state, bool rms, float eps, const std::string& act) {
+    DecodeLayerParams p;
+    p.batch = int64_t(residual.shape(0));
+    p.d_model = int64_t(residual.shape(1));
+    p.d_inner = int64_t(conv_w.shape(0));
+    p.d_conv = int64_t(conv_w.shape(1));
+    p.d_state = int64_t(A.shape(1));
+    p.dt_rank = int64_t(dt_proj_w.shape(1));
+    MAMBART_CHECK(int64_t(in_proj_w.shape(0)) == 2 * p.d_inner && int64_t(in_proj_w.shape(1)) == p.d_model &&
+                      int64_t(x_proj_w.shape(0)) == p.dt_rank + 2 * p.d_state &&
+                      int64_t(x_proj_w.shape(1)) == p.d_inner && int64_t(out_proj_w.shape(0)) == p.d_model &&
+                      int64_t(out_proj_w.shape(1)) == p.d_inner,
+                  InvalidArgument, "decode_layer: inconsistent weight shapes");
+    p.rms = rms;
+    p.eps = eps;
+    p.act_dtype = p.w_dtype = dtype_of(act);
+    p.residual = static_cast<float*>(const_cast<void*>(in(residual)));
+    p.norm_w = static_cast<const float*>(in(norm_w));
+    p.norm_b = static_cast<const float*>(in_opt(norm_b));
+    p.in_proj_w = in(in_proj_w);
+    p.in_proj_b = static_cast<const float*>(in_opt(in_proj_b));
+    p.conv_w = static_cast<const float*>(in(conv_w));
+    p.conv_b = static_cast<const float*>(in_opt(conv_b));
+    p.x_proj_w = in(x_proj_w);
+    p.dt_proj_w = in(dt_proj_w);
+    p.dt_bias = static_cast<const float*>(in_opt(dt_bias));
+    p.A = static_cast<const float*>(in(A));
+    p.D = static_cast<const float*>(in_opt(D));
+    p.out_proj_w = in(out_proj_w);
+    p.out_proj_b = static_cast<const float*>(in_opt(out_proj_b));
+    p.conv_state = static_cast<float*>(const_cast<void*>(in(conv_state)));
+    p.ssm_state = static_cast<float*>(const_cast<void*>(in(ssm_state)));
+    const size_t a = dtype_size(p.act_dtype), B = size_t(p.batch);
+    p.normed = out(B * size_t(p.d_model) * a);
+    p.xz = out(B * size_t(2 * p.d_inner) * a);
+    p.xc = out(B * size_t(p.d_inner) * a);
+    p.xdbl = out(B * size_t(p.dt_rank + 2 * p.d_state) * a);
+    p.dt = out(B * size_t(p.d_inner) * a);
+    p.y = out(B * size_t(p.d_inner) * a);
+    p.delta = out(B * size_t(p.d_model) * a);
+    { nb::gil_scoped_release r; be_->decode_layer(p); }
+    auto t = std::make_tuple(
+        result(p.residual, {B, size_t(p.d_model)}, DType::F32),
+        result(p.conv_state, {B, size_t(p.d_inner), size_t(p.d_conv)}, DType::F32),
+        result(p.ssm_state, {B, size_t(p.d_inner), size_t(p.d_state)}, DType::F32));
+    done();
+    return t;
+  }
+
   Out sample(AnyIn logits, float temperature, int64_t top_k, float top_p, float min_p, float repetition_penalty,
              nb::object history, nb::object history_len, uint64_t seed, uint64_t step) {
     SampleParams p;
@@ -218,6 +272,10 @@ void register_op_runner(nb::module_& m) {
       .def("conv1d", &OpRunner::conv1d, "x"_a, "conv_state"_a, "weight"_a, "bias"_a.none(), "act"_a)
       .def("scan", &OpRunner::scan, "x"_a, "dt"_a, "B"_a, "C"_a, "z"_a.none(), "A"_a, "D"_a.none(),
            "dt_bias"_a.none(), "ssm_state"_a, "act"_a)
+      .def("decode_layer", &OpRunner::decode_layer, "residual"_a, "norm_w"_a, "norm_b"_a.none(), "in_proj_w"_a,
+           "in_proj_b"_a.none(), "conv_w"_a, "conv_b"_a.none(), "x_proj_w"_a, "dt_proj_w"_a, "dt_bias"_a.none(),
+           "A"_a, "D"_a.none(), "out_proj_w"_a, "out_proj_b"_a.none(), "conv_state"_a, "ssm_state"_a, "rms"_a,
+           "eps"_a, "act"_a)
       .def("sample", &OpRunner::sample, "logits"_a, "temperature"_a = 0.f, "top_k"_a = 0, "top_p"_a = 1.f,
            "min_p"_a = 0.f, "repetition_penalty"_a = 1.f, "history"_a.none() = nb::none(),
            "history_len"_a.none() = nb::none(), "seed"_a = 0, "step"_a = 0);
