@@ -134,6 +134,14 @@ class CudaBackend final : public Backend {
   }
   void sample(const SampleParams& p) override {
     DeviceGuard g(dev_);
+    SampleParams q = p;
+    q.step_counter = nullptr;
+    cuda::launch_sample(q, sample_scratch(p.rows), stream_);
+  }
+  // The step is read from device memory and incremented there: recordable in the decode graph.
+  void sample_step(const SampleParams& p) override {
+    DeviceGuard g(dev_);
+    if (!p.step_counter) throw InvalidArgument("sample_step needs a step counter");
     cuda::launch_sample(p, sample_scratch(p.rows), stream_);
   }
 

@@ -71,7 +71,8 @@ void launch_scan_step_dtproj(const ScanParams& p, DtProjArgs d, cudaStream_t str
 
 bool supports_sample(const SampleParams& p, std::string* why);
 // `scratch` (sample_scratch_bytes(rows), zeroed once at allocation; kept zero by the kernels) enables the
-// multi-block greedy path; nullptr uses one block per row.
+// multi-block greedy path; nullptr uses one block per row. With p.step_counter set, the draw reads the step from it
+// and a one-thread kernel increments it afterwards (sample_step).
 size_t sample_scratch_bytes(int64_t rows);
 void launch_sample(const SampleParams& p, void* scratch, cudaStream_t stream);
 

@@ -163,7 +163,8 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleParams p) 
   // Draw in descending order: target = u * total; the token is in the group of the largest key K with
   // mass(kept, key >= K) > target; ties inside that group go by index.
   const float total = mass_in(thr, 0xffffffffu, min_s);
-  const float target = float(d_rng_uniform(p.seed, uint64_t(r), p.step)) * total;
+  const uint64_t step = p.step_counter ? *p.step_counter : p.step;
+  const float target = float(d_rng_uniform(p.seed, uint64_t(r), step)) * total;
   uint32_t lo = thr, hi = kmax;
   while (lo < hi) {
     const uint32_t mid = lo + (hi - lo + 1) / 2;
@@ -251,7 +252,24 @@ bool supports_sample(const SampleParams& p, std::string* why) {
 
 size_t sample_scratch_bytes(int64_t rows) { return size_t(rows) * 12; }
 
+namespace {
+__global__ void step_increment_kernel(uint64_t* counter) {
+  pdl_wait();
+  ++*counter;
+}
+void launch_sample_impl(const SampleParams& p, void* scratch, cudaStream_t stream);
+}  // namespace
+
 void launch_sample(const SampleParams& p, void* scratch, cudaStream_t stream) {
+  launch_sample_impl(p, scratch, stream);
+  if (p.step_counter) {  // after every block of the sampler read it (stream order)
+    launch(step_increment_kernel, 1, 1, 0, stream, p.step_counter);
+    MAMBART_CUDA_CHECK_LAUNCH("step_increment");
+  }
+}
+
+namespace {
+void launch_sample_impl(const SampleParams& p, void* scratch, cudaStream_t stream) {
   std::string why;
   if (!supports_sample(p, &why)) throw_unsupported("sample", why);
   if (p.rows == 0) return;
@@ -278,6 +296,7 @@ void launch_sample(const SampleParams& p, void* scratch, cudaStream_t stream) {
   launch(sample_kernel, unsigned(p.rows), kSampleThreads, smem, stream, p);
   MAMBART_CUDA_CHECK_LAUNCH("sample");
 }
+}  // namespace
 
 }  // namespace cuda
 }  // namespace mambart

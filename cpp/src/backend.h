@@ -43,6 +43,8 @@ class Backend {
   // Fused decode entry points (ops.h). The defaults compose the ops above, so every backend supports them and
   // the reference stays the oracle; a backend overrides them with fused kernels.
   virtual void decode_layer(const DecodeLayerParams& p);
+  // sample() with step = *p.step_counter, then ++*p.step_counter, both in backend memory (may be recorded).
+  virtual void sample_step(const SampleParams& p);
 
   // Runs `issue`, which enqueues ops whose pointers stay valid until forget_recorded(owner). A backend
   // may record the launches once per (owner, key) and replay them (CUDA graphs); the default just runs it.
@@ -93,6 +95,18 @@ inline void Backend::decode_layer(const DecodeLayerParams& p) {
   mm(p.y, p.out_proj_w, p.out_proj_b, p.delta, d, di, di);       // (B, d_model)
   np.delta = p.delta;                                            // residual += delta
   add_norm(np);
+}
+
+// The default sample_step reads the counter to the host (not recordable on asynchronous backends).
+inline void Backend::sample_step(const SampleParams& p) {
+  uint64_t step = 0;
+  copy_to_host(&step, p.step_counter, sizeof(step));
+  SampleParams q = p;
+  q.step = step;
+  q.step_counter = nullptr;
+  sample(q);
+  ++step;
+  copy_from_host(p.step_counter, &step, sizeof(step));
 }
 
 // RAII buffer in a backend's memory.

@@ -104,6 +104,9 @@ struct SampleParams {
   uint64_t seed = 0;
   uint64_t step = 0;
   int32_t* out = nullptr;         // (rows,) backend memory
+  // Backend::sample_step only: (1,) backend memory; the draw uses step = *step_counter, then increments it,
+  // so a recorded (graph-replayed) decode step samples with a fresh step each time.
+  uint64_t* step_counter = nullptr;
 };
 
 // One Mamba layer for one new token per row (decode, seqlen == 1); the residual stream is updated in place:

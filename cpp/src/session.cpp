@@ -112,11 +112,15 @@ Workspace& ensure_workspace(State& st, int64_t rows, int64_t logit_rows) {
   ws.delta = Buffer(be, r * c.d_model * a);
   ws.ids = Buffer(be, r * 4);
   ws.logits = Buffer(be, size_t(logit_rows) * c.vocab_size * 4);
-  ws.sampled = Buffer(be, size_t(std::max<int64_t>(logit_rows, 1)) * 4);
+  ws.sampled = Buffer(be, 8 + size_t(std::max<int64_t>(logit_rows, 1)) * 4);  // step counter, then the ids
   ws.rows = rows;
   ws.logit_rows = logit_rows;
   return ws;
 }
+
+// ws.sampled holds the decode step counter (uint64, for Backend::sample_step) followed by the sampled ids.
+uint64_t* step_counter(Workspace& ws) { return ws.sampled.as<uint64_t>(); }
+int32_t* sampled_ids(Workspace& ws) { return reinterpret_cast<int32_t*>(ws.sampled.as<char>() + 8); }
 
 // Runs the layers over ws.resid (batch rows of seqlen tokens, already embedded) on state rows
 // [row0, row0 + batch); leaves the final-norm output in ws.normed.
@@ -393,34 +397,60 @@ std::vector<int32_t> generate(State& st, const std::vector<const int32_t*>& prom
     hist_len_dev = Buffer(&be, size_t(B) * 8);
   }
 
+  SampleParams sp;
+  sp.rows = B; sp.vocab = V; sp.logits = ws.logits.as<float>(); sp.ld_logits = V;
+  sp.temperature = opt.temperature; sp.top_k = opt.top_k; sp.top_p = opt.top_p; sp.min_p = opt.min_p;
+  sp.repetition_penalty = opt.repetition_penalty;
+  sp.seed = opt.seed; sp.out = sampled_ids(ws);
+  if (penalty) { sp.history = hist_dev.as<int32_t>(); sp.ld_history = cap; sp.history_len = hist_len_dev.as<int64_t>(); }
+  // Without the penalty (whose history lives on the host) the whole decode step is one recorded region: embed reads
+  // the ids sampled by the previous step in backend memory, and the sampler takes its step from a counter there.
+  // Per token, only the B sampled ids cross to the host. The recording depends on the sampling options and seed.
+  const bool device_loop = !penalty;
+  auto f2u = [](float f) { uint32_t u; std::memcpy(&u, &f, 4); return uint64_t(u); };
+  const uint64_t loop_key =
+      splitmix64(splitmix64(splitmix64(uint64_t(B) ^ f2u(opt.temperature) << 32) ^ uint64_t(opt.top_k)) ^
+                 (f2u(opt.top_p) << 32 | f2u(opt.min_p)) ^ splitmix64(opt.seed)) << 1;  // even: not the key below
+  auto decode_step = [&](const int32_t* ids) {
+    EmbedParams ep;
+    ep.n_tokens = B; ep.d_model = d; ep.ids = ids;
+    ep.table = m.embedding().data; ep.table_dtype = m.embedding().dtype; ep.out = ws.resid.as<float>();
+    be.embed(ep);
+    run_layers(st, ws, 0, B, 1);
+    lm_head(m, ws.normed.get(), d, B, ws.logits.as<float>());
+  };
+
   std::vector<int32_t> tok(static_cast<size_t>(B)), shown(static_cast<size_t>(B));
   std::vector<char> done(static_cast<size_t>(B), 0);
   for (int64_t step = 0; step < opt.max_new_tokens; ++step) {
     if (step > 0) {
       // Decode one token for every row (rows that stopped run too, their outputs are ignored).
       if (interrupted && interrupted()) throw Interrupted("interrupted");
-      be.copy_from_host(ws.ids.get(), tok.data(), size_t(B) * 4);
-      be.run_recorded(&st, uint64_t(B) << 1 | 1, [&] {
-        EmbedParams ep;
-        ep.n_tokens = B; ep.d_model = d; ep.ids = ws.ids.as<int32_t>();
-        ep.table = m.embedding().data; ep.table_dtype = m.embedding().dtype; ep.out = ws.resid.as<float>();
-        be.embed(ep);
-        run_layers(st, ws, 0, B, 1);
-        lm_head(m, ws.normed.get(), d, B, ws.logits.as<float>());
-      });
+      if (device_loop) {
+        be.run_recorded(&st, loop_key, [&] {
+          decode_step(sampled_ids(ws));
+          SampleParams q = sp;
+          q.step_counter = step_counter(ws);
+          be.sample_step(q);
+        });
+      } else {
+        be.copy_from_host(ws.ids.get(), tok.data(), size_t(B) * 4);
+        be.run_recorded(&st, uint64_t(B) << 1 | 1, [&] { decode_step(ws.ids.as<int32_t>()); });
+      }
     }
-    SampleParams sp;
-    sp.rows = B; sp.vocab = V; sp.logits = ws.logits.as<float>(); sp.ld_logits = V;
-    sp.temperature = opt.temperature; sp.top_k = opt.top_k; sp.top_p = opt.top_p; sp.min_p = opt.min_p;
-    sp.repetition_penalty = opt.repetition_penalty;
-    if (penalty) {
-      be.copy_from_host(hist_dev.get(), hist.data(), hist.size() * 4);
-      be.copy_from_host(hist_len_dev.get(), hist_len.data(), size_t(B) * 8);
-      sp.history = hist_dev.as<int32_t>(); sp.ld_history = cap; sp.history_len = hist_len_dev.as<int64_t>();
+    if (step == 0 || !device_loop) {
+      if (penalty) {
+        be.copy_from_host(hist_dev.get(), hist.data(), hist.size() * 4);
+        be.copy_from_host(hist_len_dev.get(), hist_len.data(), size_t(B) * 8);
+      }
+      sp.step = uint64_t(step);
+      be.sample(sp);
+      if (device_loop) {  // the recorded steps continue from step 1
+        const uint64_t next = 1;
+        be.copy_from_host(step_counter(ws), &next, sizeof(next));
+      }
     }
-    sp.seed = opt.seed; sp.step = uint64_t(step); sp.out = ws.sampled.as<int32_t>();
-    be.sample(sp);
-    be.copy_to_host(tok.data(), ws.sampled.get(), size_t(B) * 4);
+    be.copy_to_host(tok.data(), sampled_ids(ws), size_t(B) * 4);
     bool all_done = true;
     for (int64_t r = 0; r < B; ++r) {
       shown[size_t(r)] = done[size_t(r)] ? -1 : tok[size_t(r)];
