@@ -79,6 +79,32 @@ def timed(fn, reps: int) -> float:
     return statistics.median(ts)
 
 
+def bench_decode_variant(mambart, folder: Path, env: dict, prompt_len=100, gen=100, reps=3) -> float:
+    """Decode ms/token at batch 1 with a backend created under `env` (e.g. MAMBART_CUDA_FUSED=0)."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        s = mambart.Session(str(folder), device="cuda")
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    prompt = np.random.default_rng(0).integers(0, VOCAB, size=(1, prompt_len))
+    st = s.new_state(1)
+
+    def run(n):
+        st.reset()
+        return s.generate(prompt, max_new_tokens=n, stop_tokens=[], state=st)
+
+    run(gen)
+    t_gen, t_one = timed(lambda: run(gen), reps), timed(lambda: run(1), reps)
+    del s, st
+    gc.collect()
+    return (t_gen - t_one) / (gen - 1) * 1e3
+
+
 def bench_mambart(mambart, folder: Path, prompt_len=100, gen=100, reps=5):
     s = mambart.Session(str(folder), device="cuda")
     rng = np.random.default_rng(0)
@@ -136,6 +162,10 @@ def bench_hf(torch, model, prompt_len=100, gen=100):
 def fmt_table(rows, device, bw):
     lines = [f"Device: {device}; copy bandwidth {bw / 1e9:.0f} GB/s (read+write). fp16, random weights, vocab {VOCAB}, "
              "prompt 100, 100 new tokens, greedy.", "",
+             "Decode variants (ms/token, batch 1): " + ", ".join(
+                 f"{n} fused {r['dec_ms']:.3f} / unfused {r['dec_unfused_ms']:.3f}" for n, r in rows.items()
+                 if "dec_unfused_ms" in r) + "; b64 decode-only tok/s: " + ", ".join(
+                 f"{n} {r['b64_dec_tok_s']:.0f}" for n, r in rows.items()), "",
              "| shape | gen ms/tok | dec ms/tok | floor ms | % floor | b64 tok/s | prefill 2048 / 8192 ms | HF ms/tok | "
              "HF / mambart | mamba_ssm gen ms/tok (H100, issue) | target |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -159,6 +189,7 @@ def main():
     ap.add_argument("--shapes", default="130m,1.4b,2.8b")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--no-hf", action="store_true")
+    ap.add_argument("--reps", type=int, default=5, help="repetitions of each timed batch-1 generate (median)")
     args = ap.parse_args()
     import torch
 
@@ -174,7 +205,13 @@ def main():
         for name in args.shapes.split(","):
             folder = Path(tmp) / name
             model, n_bytes = make_checkpoint(torch, name, folder)
-            r = bench_mambart(mambart, folder)
+            try:
+                r = bench_mambart(mambart, folder, reps=args.reps)
+                # variant: the fused decode layer off (the ops composed one by one; device decode loop kept)
+                r["dec_unfused_ms"] = bench_decode_variant(mambart, folder, {"MAMBART_CUDA_FUSED": "0"})
+            except Exception as e:  # keep the other shapes' numbers
+                print(f"{name}: mambart FAILED: {type(e).__name__}: {e}", flush=True)
+                continue
             r["weight_bytes"] = n_bytes
             r["floor_ms"] = n_bytes / bw * 1e3
             if not args.no_hf:

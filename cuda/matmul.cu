@@ -190,7 +190,8 @@ void launch_gemv_t(GemvArgs a, int num_sms, cudaStream_t stream, size_t smem = 0
     if (blocks(rs[0], rs[1]) >= want) { R = rs[0]; S = rs[1]; break; }
   }
   a.S = S;
-  if (smem > 0) {  // the norm prologue's rows may exceed the default 48 KB of dynamic shared memory
+  constexpr size_t kStatic = sizeof(float) * kGemvWarps * 32 * MT * 4 + 128;  // red[] (R <= 4), prologue's red
+  if (smem + kStatic > (size_t(48) << 10)) {  // beyond the default 48 KB per block: opt in (large batch * d_model only)
     MAMBART_CUDA_CHECK(cudaFuncSetAttribute(R == 4 ? gemv_kernel<T, MT, 4, MODE> : gemv_kernel<T, MT, 1, MODE>,
                                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   }

@@ -266,6 +266,7 @@ LAYER_SHAPES = [
     (9, 64, 128, 16, 4, 4, True, False),    # batch > 8: the CUDA backend composes the ops
     (2, 48, 96, 4, 4, 4, True, False),      # d_state 4: composed as well
     (1, 768, 1536, 16, 48, 4, True, False), # mamba-130m sizes
+    (8, 1536, 256, 16, 8, 4, True, False),  # fp32 prologue rows beyond 48 KB of shared memory
 ]
 
 

@@ -43,7 +43,7 @@ if [[ " $STAGES " == *" test "* ]]; then
 fi
 if [[ " $STAGES " == *" bench "* ]]; then
   export BENCH_TMP=${BENCH_TMP:-/tmp}
-  $PY bench/bench_gpu.py --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -30
+  $PY bench/bench_gpu.py --out "$OUT" ${BENCH_ARGS:---reps 3} 2>&1 | tee "$OUT/bench.log" | tail -30
   [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "BENCH FAILED"; rc=1; }
 fi
 exit $rc
