@@ -56,6 +56,16 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
+// Lets the next kernel in the stream launch now (it still waits in pdl_wait() for this one to finish). Only for
+// kernels whose successors touch nothing but read-only data (weights) before their pdl_wait().
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  cudaTriggerProgrammaticLaunchCompletion();
+#endif
+}
+
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
 // kernel<<<grid, block, smem, stream>>>(args...) with the PDL attribute when enabled; checks the launch.
 template <typename... KArgs, typename... Args>
 void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {

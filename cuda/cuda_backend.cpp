@@ -49,6 +49,8 @@ class CudaBackend final : public Backend {
     MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev_));
     const char* pdl_env = std::getenv("MAMBART_CUDA_PDL");
     cuda::pdl_enabled() = major >= 9 && !(pdl_env && std::string(pdl_env) == "0");
+    const char* early_env = std::getenv("MAMBART_CUDA_PDL_EARLY");
+    cuda::pdl_early() = cuda::pdl_enabled() && !(early_env && std::string(early_env) == "0");
     const char* f_env = std::getenv("MAMBART_CUDA_FUSED");
     fused_enabled_ = !(f_env && std::string(f_env) == "0");
     const char* b_env = std::getenv("MAMBART_CUBLAS");  // read once, at creation

@@ -20,6 +20,13 @@ inline bool& pdl_enabled() {
   return on;
 }
 
+// Whether the decode-layer kernels (GEMV, fused scan step) prefetch their weights into L2 before waiting on the
+// previous kernel and let the next kernel launch early (set by the backend: PDL on and MAMBART_CUDA_PDL_EARLY != 0).
+inline bool& pdl_early() {
+  static bool on = false;
+  return on;
+}
+
 // Message building without iostreams: str("d_state ", 65, " not supported").
 inline void str_append(std::string& s, const char* v) { s += v; }
 inline void str_append(std::string& s, const std::string& v) { s += v; }

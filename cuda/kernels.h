@@ -64,7 +64,8 @@ struct DtProjArgs {
   int dt_rank = 0;
   const void* x = nullptr;
   int64_t x_batch_stride = 0;
-  int vec = 0;  // set by the launcher
+  int vec = 0;    // set by the launcher
+  int early = 0;  // set by the launcher: pdl_early()
 };
 bool scan_step_applicable(const ScanParams& p);
 void launch_scan_step_dtproj(const ScanParams& p, DtProjArgs d, cudaStream_t stream);

@@ -25,6 +25,7 @@ struct GemvArgs {
   int S;      // warps of a block splitting K (1, 2, 4)
   int y_f32;  // y is fp32 (else the type of x)
   GemvFusion f;  // used by the kFuseNormConv / kFuseResidual variants only
+  int early;     // prefetch the first weight chunks into L2 before pdl_wait(), then let the next kernel launch
 };
 
 
@@ -83,28 +84,38 @@ __device__ __forceinline__ void gemv_conv_epilogue(const GemvFusion& f, int m, i
 
 template <typename T, int MT, int R, int MODE>
 __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(GemvArgs a) {
-  pdl_wait();
   __shared__ float red[kGemvWarps][32][MT][R];
   constexpr int VEC = Vec<T>::n;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int L = a.L, G = 32 / L, g = lane / L, gl = lane % L;
   const int rowset = warp / a.S, ks = warp % a.S, rowsets = kGemvWarps / a.S;
   const int row0 = ((blockIdx.x * rowsets + rowset) * G + g) * R;
+  const T* w = static_cast<const T*>(a.w);
+  const T* wr[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) wr[r] = w + int64_t(min(row0 + r, a.N - 1)) * a.K;  // clamped rows are not written
+  const int lo = int(int64_t(a.C) * ks / a.S), hi = int(int64_t(a.C) * (ks + 1) / a.S);
+  if (a.early) {  // weights never depend on the previous kernel: start pulling the first two chunks per lane
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int c = lo + gl + i * L;
+      if (c < hi) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) prefetch_l2(reinterpret_cast<const uint4*>(wr[r]) + c);
+      }
+    }
+  }
+  pdl_wait();
+  if (a.early) pdl_trigger();
   extern __shared__ uint4 gemv_xs[];
   if (MODE == kFuseNormConv) gemv_norm_prologue<T>(a, reinterpret_cast<T*>(gemv_xs));
   const T* x = MODE == kFuseNormConv ? reinterpret_cast<const T*>(gemv_xs) : static_cast<const T*>(a.x);
-  const T* w = static_cast<const T*>(a.w);
 
   float acc[MT][R];
 #pragma unroll
   for (int m = 0; m < MT; ++m)
 #pragma unroll
     for (int r = 0; r < R; ++r) acc[m][r] = 0.f;
-  const T* wr[R];
-#pragma unroll
-  for (int r = 0; r < R; ++r) wr[r] = w + int64_t(min(row0 + r, a.N - 1)) * a.K;  // clamped rows are not written
-
-  const int lo = int(int64_t(a.C) * ks / a.S), hi = int(int64_t(a.C) * (ks + 1) / a.S);
 #pragma unroll 2
   for (int c = lo + gl; c < hi; c += L) {
     uint4 wv[R];
@@ -291,7 +302,8 @@ bool gemv_applicable(const MatmulParams& p) { return p.M <= kGemvMaxRows; }
 namespace {
 template <int MODE>
 void launch_gemv_mode(const MatmulParams& p, const GemvFusion& f, cudaStream_t stream) {
-  GemvArgs a{p.x, p.ldx, p.w, p.bias, p.y, p.ldy, int(p.M), int(p.N), int(p.K), 0, 32, 1, p.y_dtype == DType::F32, f};
+  GemvArgs a{p.x, p.ldx, p.w, p.bias, p.y, p.ldy, int(p.M), int(p.N), int(p.K), 0, 32, 1, p.y_dtype == DType::F32, f,
+             pdl_early() ? 1 : 0};
   const size_t es = dtype_size(p.act_dtype);
   const int vec = int(16 / es);
   size_t smem = 0;

@@ -146,13 +146,18 @@ __global__ void __launch_bounds__(scan_threads<MAXS>(), 1) scan_kernel(ScanParam
 // state, so a warp reads and writes 8 channels' states as contiguous 16-byte pieces. y is reduced over the 4 lanes.
 template <typename T, int NQ, bool DTPROJ>
 __global__ void scan_step_kernel(ScanParams p, DtProjArgs d) {
-  pdl_wait();
   const int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int q = threadIdx.x & 3;
   const int64_t c = g >> 2, b = blockIdx.y;
   const bool active = c < p.d_inner;
   const int64_t cc = active ? c : p.d_inner - 1;
   constexpr int DS = 16 * NQ;
+  if (DTPROJ && d.early) {  // weights (dt_proj row, A row) do not depend on the previous kernel
+    prefetch_l2(static_cast<const T*>(d.w) + cc * d.dt_rank + q * (d.dt_rank / 4));
+    prefetch_l2(p.A + cc * DS + q * (DS / 4));
+  }
+  pdl_wait();
+  if (DTPROJ && d.early) pdl_trigger();
   const float bias = p.dt_bias ? p.dt_bias[cc] : 0.f;
   const float xv = to_f(static_cast<const T*>(p.x)[b * p.x_batch_stride + cc]);
   float dtv;
@@ -259,6 +264,7 @@ void launch_scan_step_dtproj(const ScanParams& p, DtProjArgs d, cudaStream_t str
   if (!scan_step_applicable(p)) throw_unsupported("scan_step_dtproj", "needs seqlen 1, d_state % 16 == 0 (<= 64), aligned A/state");
   if (p.batch == 0) return;
   const size_t es = dtype_size(p.act_dtype);
+  d.early = pdl_early() ? 1 : 0;
   d.vec = (d.dt_rank * es) % 16 == 0 && reinterpret_cast<uintptr_t>(d.w) % 16 == 0 &&
           reinterpret_cast<uintptr_t>(d.x) % 16 == 0 && (d.x_batch_stride * int64_t(es)) % 16 == 0;
   MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "scan_step_dtproj", launch_scan_step<T, true>(p, d, stream));
