@@ -95,12 +95,12 @@ Cublas::~Cublas() {
   if (dl_) dlclose(dl_);
 }
 
-void Cublas::gemm(const MatmulParams& p, cudaStream_t stream) {
+void Cublas::gemm(const MatmulParams& p, cudaStream_t stream, float beta) {
   // Row-major y (M, N) = x (M, K) w (N, K)^T is column-major y^T (N, M) = w^T x^T with w seen as (K, N).
-  const float one = 1.f, zero = 0.f;
+  const float one = 1.f;
   if (api_->set_stream(handle_, stream) != 0) throw DeviceError("cublasSetStream failed");
   const int st = api_->gemm_ex(handle_, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(p.M), int(p.K), &one, p.w,
-                               cuda_type(p.w_dtype), int(p.K), p.x, cuda_type(p.act_dtype), int(p.ldx), &zero, p.y,
+                               cuda_type(p.w_dtype), int(p.K), p.x, cuda_type(p.act_dtype), int(p.ldx), &beta, p.y,
                                cuda_type(p.y_dtype), int(p.ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
   if (st != 0)
     throw DeviceError(cuda::str("cublasGemmEx failed with status ", st, " (M=", p.M, " N=", p.N, " K=", p.K, ")"));

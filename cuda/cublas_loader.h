@@ -20,7 +20,8 @@ class Cublas {
   static std::unique_ptr<Cublas> load(void* workspace, size_t workspace_bytes, std::string* why);
   ~Cublas();
   // y = x w^T (no bias) on `stream`. Throws DeviceError on a cuBLAS failure.
-  void gemm(const MatmulParams& p, cudaStream_t stream);
+  // y = x w^T (+ beta * y): beta 1 accumulates into y (e.g. an fp32 residual).
+  void gemm(const MatmulParams& p, cudaStream_t stream, float beta = 0.f);
   const std::string& library() const { return lib_path_; }
 
  private:

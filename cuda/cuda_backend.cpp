@@ -126,13 +126,26 @@ class CudaBackend final : public Backend {
   }
   void conv1d(const Conv1dParams& p) override { DeviceGuard g(dev_); cuda::launch_conv1d(p, stream_); }
   void scan(const ScanParams& p) override { DeviceGuard g(dev_); cuda::launch_scan(p, num_sms_, stream_); }
-  // Fused decode layer for batch <= 8 (decode_layer.cpp); otherwise (or with MAMBART_CUDA_FUSED=0) the
-  // default composition of the ops.
+  // Fused decode layer for batch <= 8 (decode_layer.cpp). Otherwise (or with MAMBART_CUDA_FUSED=0) the ops
+  // composed, with out_proj accumulated into the fp32 residual by cuBLAS (beta = 1) when it is loaded and the
+  // GEMV does not apply, else the default composition.
   void decode_layer(const DecodeLayerParams& p) override {
     DeviceGuard g(dev_);
     std::string why;
-    if (fused_enabled_ && cuda::decode_layer_fusable(p, &why)) cuda::launch_decode_layer(p, stream_);
-    else Backend::decode_layer(p);
+    if (fused_enabled_ && cuda::decode_layer_fusable(p, &why)) {
+      cuda::launch_decode_layer(p, stream_);
+      return;
+    }
+    MatmulParams m;
+    m.M = p.batch; m.N = p.d_model; m.K = p.d_inner; m.x = p.y; m.ldx = p.d_inner; m.w = p.out_proj_w;
+    m.w_dtype = p.w_dtype; m.y = p.residual; m.ldy = p.d_model; m.act_dtype = p.act_dtype; m.y_dtype = DType::F32;
+    cuda::Cublas* blas = cuda::gemv_applicable(m) || p.out_proj_b ? nullptr : cublas();
+    if (!blas || !cuda::supports_matmul(m, &why)) {
+      Backend::decode_layer(p);
+      return;
+    }
+    decode_layer_mixer(p);
+    blas->gemm(m, stream_, 1.f);  // residual += out_proj(y)
   }
   void sample(const SampleParams& p) override {
     DeviceGuard g(dev_);

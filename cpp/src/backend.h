@@ -54,11 +54,14 @@ class Backend {
     issue();
   }
   virtual void forget_recorded(const void* owner) { (void)owner; }
+
+ protected:
+  // decode_layer's composition up to y (p.y) = scan(...): add_norm, in_proj, conv1d, x_proj, dt_proj, scan. For
+  // overrides that only change how out_proj updates the residual.
+  void decode_layer_mixer(const DecodeLayerParams& p);
 };
 
-// The default decode_layer: add_norm, in_proj, conv1d, x_proj, dt_proj, scan, out_proj, then residual += delta
-// (through add_norm, whose normalized output lands in the scratch `normed` and is discarded).
-inline void Backend::decode_layer(const DecodeLayerParams& p) {
+inline void Backend::decode_layer_mixer(const DecodeLayerParams& p) {
   const int64_t B = p.batch, d = p.d_model, di = p.d_inner, ds = p.d_state, r = p.dt_rank, nx = r + 2 * ds;
   const int64_t a = int64_t(dtype_size(p.act_dtype));
   auto at = [a](void* base, int64_t elems) { return static_cast<char*>(base) + elems * a; };
@@ -92,9 +95,22 @@ inline void Backend::decode_layer(const DecodeLayerParams& p) {
   sp.A = p.A; sp.D = p.D; sp.dt_bias = p.dt_bias; sp.ssm_state = p.ssm_state;
   sp.y = p.y; sp.y_batch_stride = di; sp.y_token_stride = di; sp.act_dtype = p.act_dtype;
   scan(sp);
-  mm(p.y, p.out_proj_w, p.out_proj_b, p.delta, d, di, di);       // (B, d_model)
-  np.delta = p.delta;                                            // residual += delta
-  add_norm(np);
+}
+
+// The default decode_layer: the mixer above, out_proj, then residual += delta (through add_norm, whose normalized
+// output lands in the scratch `normed` and is discarded).
+inline void Backend::decode_layer(const DecodeLayerParams& p) {
+  decode_layer_mixer(p);
+  MatmulParams m;
+  m.M = p.batch; m.N = p.d_model; m.K = p.d_inner; m.x = p.y; m.ldx = p.d_inner; m.w = p.out_proj_w;
+  m.w_dtype = p.w_dtype; m.bias = p.out_proj_b; m.y = p.delta; m.ldy = p.d_model; m.act_dtype = p.act_dtype;
+  m.y_dtype = p.act_dtype;
+  matmul(m);                                                     // delta = out_proj(y)   (B, d_model)
+  AddNormParams np;
+  np.n_rows = p.batch; np.dim = p.d_model; np.residual = p.residual; np.delta = p.delta;
+  np.weight = p.norm_w; np.bias = p.norm_b; np.rms = p.rms; np.eps = p.eps;
+  np.out = p.normed; np.act_dtype = p.act_dtype;
+  add_norm(np);                                                  // residual += delta
 }
 
 // The default sample_step reads the counter to the host (not recordable on asynchronous backends).
