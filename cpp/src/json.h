@@ -43,7 +43,7 @@ class Json {
   }
 
   // Number text as written (for exact integer checks); empty for non-numbers.
-  const std::string& raw_number() const { return str_; }
+  const std::string& raw_number() const;
 
  private:
   friend class JsonParser;
@@ -56,5 +56,9 @@ class Json {
 };
 
 std::string read_text_file(const std::string& path, size_t max_bytes);  // FileError/FormatError
+
+// `s` made safe to embed in an error message: control and non-ASCII-printable bytes as \xNN, cut to
+// max_len bytes with "..." (names read from hostile files must not put NULs or megabytes into messages).
+std::string printable(const std::string& s, size_t max_len = 120);
 
 }  // namespace mambart
