@@ -279,9 +279,9 @@ mambart_status mambart_generate(mambart_state* state, const int32_t* prompt, int
     g.seed = o.seed;
     if (o.stop_at_eos && st.model().config().eos_token_id >= 0)
       g.stop_tokens.push_back(int32_t(st.model().config().eos_token_id));
-    g.stop_tokens.insert(g.stop_tokens.end(), o.stop_tokens, o.stop_tokens + o.n_stop_tokens);
+    for (int64_t i = 0; i < o.n_stop_tokens; ++i) g.stop_tokens.push_back(o.stop_tokens[i]);
 
-    std::vector<const int32_t*> prompts(size_t(B));
+    std::vector<const int32_t*> prompts(static_cast<size_t>(B));
     std::vector<int64_t> lens(size_t(B), len);
     for (int64_t r = 0; r < B; ++r) prompts[size_t(r)] = prompt + r * len;
     TokenCallback cb;
