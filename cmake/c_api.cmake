@@ -38,9 +38,13 @@ set_target_properties(mambart PROPERTIES
   C_VISIBILITY_PRESET hidden
   CXX_VISIBILITY_PRESET hidden
   VISIBILITY_INLINES_HIDDEN ON)
-# Export only the MAMBART_API functions: symbols of the static core (and libstdc++ inlines) stay hidden.
+# Export only the MAMBART_API functions: symbols of the static core and template instantiations from the
+# standard library headers (which carry default visibility) stay local, by a version script.
 if(CMAKE_SYSTEM_NAME STREQUAL "Linux" AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
-  target_link_options(mambart PRIVATE "LINKER:--exclude-libs,ALL" "LINKER:--no-undefined")
+  file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/mambart.map "{\n  global: mambart_*;\n  local: *;\n};\n")
+  target_link_options(mambart PRIVATE "LINKER:--version-script=${CMAKE_CURRENT_BINARY_DIR}/mambart.map"
+                      "LINKER:--exclude-libs,ALL" "LINKER:--no-undefined")
+  set_property(TARGET mambart APPEND PROPERTY LINK_DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/mambart.map)
 endif()
 
 install(TARGETS mambart EXPORT mambartTargets

@@ -3,6 +3,7 @@
  * Run: test_c_api_c <scratch_dir>. Prints "N passed, M failed"; exit status 1 when anything failed.
  * Also used under ASan/UBSan by tools/sanitize_check.sh.
  * Tolerance: prefill vs token-by-token logits agree to 1e-5 relative (fp32; summation order differs). */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,7 +139,7 @@ static int write_model(const char* dir) {
 
 /* Copies dir/model.safetensors to dst/ with the last `cut` bytes dropped, and config.json as is. */
 static int write_truncated_copy(const char* dir, const char* dst, long cut) {
-  char src[512], out[512], buf[4096];
+  char src[600], out[600], buf[4096];
   const char* files[2] = {"config.json", "model.safetensors"};
   int k;
   mkdir(dst, 0755);
