@@ -47,10 +47,13 @@ cp "$ROOT"/python/mambart/*.py "$PKG/mambart/"
 for d in "$ROOT"/python/mambart/*/; do [ -d "$d" ] && cp -r "$d" "$PKG/mambart/"; done
 cp "$BUILD"/_core*.so "$PKG/mambart/"
 ASAN_RT=$("$CXX_COMPILER" -print-file-name=libasan.so)
+# libstdc++ too: python is not linked against it, and ASan must resolve __cxa_throw at start-up or its
+# interceptor aborts on the first C++ exception.
+STDCXX_RT=$("$CXX_COMPILER" -print-file-name=libstdc++.so)
 [ -f "$ASAN_RT" ] || { echo "ASan runtime not found ($ASAN_RT)"; exit 1; }
 
 run_py() {
-  env LD_PRELOAD="$ASAN_RT" ASAN_OPTIONS="$ASAN_COMMON:detect_leaks=0" PYTHONPATH="$PKG" \
+  env LD_PRELOAD="$ASAN_RT:$STDCXX_RT" ASAN_OPTIONS="$ASAN_COMMON:detect_leaks=0" PYTHONPATH="$PKG" \
     HF_HUB_OFFLINE=1 "$PYTHON" "$@"
 }
 run_py -c "import mambart, mambart._core as c; assert c.__file__.startswith('$PKG'), c.__file__; print('module:', c.__file__)"
