@@ -111,3 +111,44 @@ def test_sharded_checkpoint(tmp_path):
     assert (folder / "model.safetensors.index.json").exists()
     ids = np.random.default_rng(10).integers(0, 101, size=(1, 12))
     assert rel_err(mambart.Session(folder, device="cpu").forward(ids), hf_logits(model, ids)) <= 1e-5
+
+
+def _round_projections(model, dtype):
+    """A copy of `model` whose projection weights (and embedding/head) are rounded through `dtype`, the
+    SSM parameters and norms kept in fp32: what mambart computes with half-precision projections."""
+    import copy
+
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith(("proj.weight", "embeddings.weight", "lm_head.weight")):
+                p.copy_(p.to(dtype).float())
+    return m
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_checkpoint(tmp_path, dtype):
+    """An fp16/bf16 checkpoint is used as stored (fp32 compute): equal to HF on the rounded weights."""
+    model = make_hf_model(seed=12)
+    half = _round_projections(model, dtype)
+    stored = make_hf_model(seed=12)
+    stored.load_state_dict(half.state_dict())
+    folder = save_hf(stored.to(dtype), tmp_path)
+    s = mambart.Session(folder, device="cpu")
+    assert s.dtype == {torch.float16: "float16", torch.bfloat16: "bfloat16"}[dtype]
+    ids = np.random.default_rng(13).integers(0, 101, size=(1, 21))
+    # HF rounds A_log, D, norms... too when the whole model is stored in half precision
+    ref = hf_logits(stored.float(), ids)
+    assert rel_err(s.forward(ids), ref) <= 1e-5
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_dtype_conversion_at_load(tmp_path, dtype):
+    model = make_hf_model(seed=14)
+    folder = save_hf(model, tmp_path)
+    s = mambart.Session(folder, device="cpu", dtype=dtype)
+    assert s.dtype == dtype
+    ids = np.random.default_rng(15).integers(0, 101, size=(1, 16))
+    ref = hf_logits(_round_projections(model, getattr(torch, dtype)), ids)
+    assert rel_err(s.forward(ids), ref) <= 1e-5
+    assert rel_err(s.forward(ids), hf_logits(model, ids)) <= 2e-2

@@ -456,16 +456,17 @@ std::string errno_text(int err) { return std::generic_category().message(err); }
 }  // namespace
 
 std::string read_text_file(const std::string& path, size_t max_bytes) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // O_NONBLOCK: a FIFO must not hang us
   if (fd < 0) throw FileError(detail::cat("cannot open ", path, ": ", errno_text(errno)));
   FdCloser closer{fd};
   struct stat st;
   if (::fstat(fd, &st) != 0) throw FileError(detail::cat("cannot stat ", path, ": ", errno_text(errno)));
   if (S_ISDIR(st.st_mode)) throw FileError(detail::cat("cannot read ", path, ": it is a directory"));
-  if (S_ISREG(st.st_mode) && uint64_t(st.st_size) > max_bytes)
+  if (!S_ISREG(st.st_mode)) throw FileError(detail::cat("cannot read ", path, ": not a regular file"));
+  if (uint64_t(st.st_size) > max_bytes)
     throw FormatError(detail::cat(path, ": file is ", st.st_size, " bytes, more than the limit of ", max_bytes));
   std::string out;
-  if (S_ISREG(st.st_mode)) out.reserve(size_t(st.st_size));
+  out.reserve(size_t(st.st_size));
   char buf[65536];
   for (;;) {
     ssize_t got = ::read(fd, buf, sizeof(buf));

@@ -76,7 +76,7 @@ std::string TensorInfo::shape_str() const {
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
-  f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // O_NONBLOCK: a FIFO must not hang us
   if (f->fd_ < 0) throw FileError(detail::cat("cannot open ", path, ": ", errno_text(errno)));
   struct stat st;
   if (::fstat(f->fd_, &st) != 0) throw FileError(detail::cat("cannot stat ", path, ": ", errno_text(errno)));

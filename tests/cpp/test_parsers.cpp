@@ -295,6 +295,8 @@ TEST(read_text_file_errors) {
   EXPECT_THROW(FormatError, read_text_file((d / "a.txt").string(), 4), "more than the limit of 4");
   EXPECT_THROW(FileError, read_text_file((d / "nope.txt").string(), 100), "cannot open");
   EXPECT_THROW(FileError, read_text_file(d.string(), 100), "is a directory");
+  CHECK(::mkfifo((d / "fifo").c_str(), 0600) == 0);  // must fail at once, not block
+  EXPECT_THROW(FileError, read_text_file((d / "fifo").string(), 100), "not a regular file");
 }
 
 // ---- safetensors: valid files ---------------------------------------------------------------------
@@ -584,6 +586,8 @@ TEST(st_open_errors) {
   EXPECT_THROW(FileError, SafetensorsFile::open((d / "missing.safetensors").string()),
                "cannot open " + (d / "missing.safetensors").string() + ": No such file or directory");
   EXPECT_THROW(FileError, SafetensorsFile::open(d.string()), "not a regular file");
+  CHECK(::mkfifo((d / "fifo.safetensors").c_str(), 0600) == 0);  // must fail at once, not block
+  EXPECT_THROW(FileError, SafetensorsFile::open((d / "fifo.safetensors").string()), "not a regular file");
 }
 
 // ---- checkpoints ----------------------------------------------------------------------------------
@@ -930,6 +934,36 @@ TEST(cfg_load_config) {
   EXPECT_THROW(FormatError, load_config(d.string()),
                (d / "config.json").string() + ": 'hidden_size' must be an integer in [1, 1048576], got -3");
 }
+
+#ifdef MAMBART_FUZZ_CORPUS
+// The fuzz seeds are named for what they are: valid_* must parse, bad_* must fail with a FormatError.
+TEST(fuzz_seed_corpus_classified) {
+  int seen = 0;
+  for (const char* kind : {"safetensors", "config"}) {
+    for (const auto& entry : fs::directory_iterator(fs::path(MAMBART_FUZZ_CORPUS) / kind)) {
+      std::string name = entry.path().filename().string();
+      std::string bytes = read_text_file(entry.path().string(), 1 << 20);
+      auto parse = [&] {
+        if (std::string(kind) == "safetensors")
+          (void)from_string(bytes, name);
+        else
+          (void)parse_config(bytes, name);
+      };
+      if (name.rfind("valid_", 0) == 0 || (std::string(kind) == "config" && name.rfind("bad_", 0) != 0)) {
+        try {
+          parse();
+        } catch (const std::exception& e) {
+          throw test::Failure{test::cat(kind, " seed ", name, " should parse but: ", e.what())};
+        }
+      } else {
+        EXPECT_THROW(FormatError, parse(), name);
+      }
+      ++seen;
+    }
+  }
+  CHECK(seen >= 40);
+}
+#endif
 
 int main(int argc, char** argv) {
   int rc = test::run_all(argc, argv);
