@@ -17,7 +17,7 @@ BUILD=${MAMBART_SANITIZE_BUILD:-$ROOT/build/sanitize}
 JOBS=${JOBS:-2}
 PYTHON=${PYTHON:-python3}
 CXX_COMPILER=${CXX:-g++}
-PYTESTS=${MAMBART_SANITIZE_PYTESTS:-"tests/test_parity.py -k base; tests/test_errors.py"}
+PYTESTS=${MAMBART_SANITIZE_PYTESTS:-"tests/test_parity.py -k base; tests/test_errors.py; tests/test_concurrency.py -k many_threads"}
 
 say() { printf '\n== %s\n' "$*"; }
 
