@@ -361,8 +361,9 @@ class Session:
                     raise item
                 if text:
                     tok = item[0]
-                    if tok >= 0:
-                        yield decoder.push(tok) if decoder else self.tokenizer.decode([tok])
+                    piece = "" if tok < 0 else decoder.push(tok) if decoder else self.tokenizer.decode([tok])
+                    if piece:  # a multi-byte character may need several tokens
+                        yield piece
                 elif single:
                     yield int(item[0])
                 else:
