@@ -192,7 +192,7 @@ _CHILD = textwrap.dedent("""
     s = mambart.Session(sys.argv[1], device="cpu", threads=1)
     short = np.arange(20) % s.config.vocab_size
     ref = s.forward(short)
-    ids = np.random.default_rng(0).integers(0, s.config.vocab_size, size=int(sys.argv[2]))
+    ids = np.random.default_rng(0).integers(0, s.config.vocab_size, size=int(sys.argv[2]), dtype=np.int32)
     print("READY", flush=True)
     t0 = time.time()
     try:
@@ -210,8 +210,9 @@ def test_ctrl_c_during_prefill(small_dir, tmp_path):
     script.write_text(_CHILD)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(Path(mambart.__file__).parents[1]), env.get("PYTHONPATH", "")])
-    # 2M tokens: minutes of prefill on any CPU backend, so the signal always lands mid-prefill
-    p = subprocess.Popen([sys.executable, str(script), str(small_dir), str(2_000_000)], stdout=subprocess.PIPE,
+    # 6M tokens: ~15 s of prefill with the SIMD backend on one core here, minutes with the reference one, so
+    # the signal lands mid-prefill
+    p = subprocess.Popen([sys.executable, str(script), str(small_dir), str(6_000_000)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert p.stdout.readline().strip() == "READY", p.stderr.read()
