@@ -15,7 +15,11 @@ reverse scan as backward). Before training it checks that its logits equal
 MambaForCausalLM.forward's in fp32 (relative error < 1e-4).
 
 Usage (what produced the shipped model; see python/mambart/models/default/MODEL_CARD.md):
-    nice -n 10 python tools/train_default_model.py --max-minutes 33 --out python/mambart/models/default
+    OMP_WAIT_POLICY=PASSIVE nice -n 10 python tools/train_default_model.py --threads 1 --max-minutes 34
+One thread because the CPU was shared by several busy jobs: two threads then spent most of their time
+waiting for each other (>30 s/step vs 3.6 s/step with one). ``--card-only`` rewrites MODEL_CARD.md
+(samples from the saved model) without training. The LR schedule ends at --max-minutes or --steps,
+whichever comes first, so a faster machine sees more steps with the same command.
 """
 from __future__ import annotations
 
@@ -294,6 +298,10 @@ def write_model_card(out: Path, meta: dict, samples) -> None:
         f"{meta['parity_trained_rel_err']:.1e} on the saved weights.",
         "",
         f"## Samples (transformers `generate`, fp32, {meta['sample_tokens']} new bytes, seed {meta['seed']})",
+        "",
+        "Like most tiny byte-level models, greedy decoding soon falls into a loop (repeated lines, or",
+        "runs of spaces after `def fib(n):`); sampling with temperature ~0.8 (or greedy with",
+        "repetition_penalty ~1.2) gives more varied Python-looking text. Demos should sample.",
         "",
     ]
     for prompt, mode, text in samples:

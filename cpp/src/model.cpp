@@ -111,6 +111,8 @@ class ModelLoader {
 std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& opt) {
   std::shared_ptr<Model> m(new Model());
   m->path_ = path;
+  struct stat st;
+  MAMBART_CHECK(::stat(path.c_str(), &st) == 0, FileError, "model path '", path, "' does not exist");
   const std::string dir = is_dir(path) ? path : path.substr(0, path.find_last_of('/') == std::string::npos
                                                                       ? 0
                                                                       : path.find_last_of('/'));

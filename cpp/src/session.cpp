@@ -123,8 +123,11 @@ uint64_t* step_counter(Workspace& ws) { return ws.sampled.as<uint64_t>(); }
 int32_t* sampled_ids(Workspace& ws) { return reinterpret_cast<int32_t*>(ws.sampled.as<char>() + 8); }
 
 // Runs the layers over ws.resid (batch rows of seqlen tokens, already embedded) on state rows
-// [row0, row0 + batch); leaves the final-norm output in ws.normed.
-void run_layers(State& st, Workspace& ws, int64_t row0, int64_t batch, int64_t seqlen) {
+// [row0, row0 + batch); leaves the final-norm output in ws.normed. `interrupted` (may be null) is polled
+// before every layer but the first: a 1024-token chunk of a real model takes seconds on a CPU, one layer of
+// it a small fraction of that.
+void run_layers(State& st, Workspace& ws, int64_t row0, int64_t batch, int64_t seqlen,
+                const std::function<bool()>* interrupted = nullptr) {
   const Model& m = st.model();
   const ModelConfig& c = m.config();
   Backend& be = m.backend();
@@ -146,6 +149,7 @@ void run_layers(State& st, Workspace& ws, int64_t row0, int64_t batch, int64_t s
 
   bool pending = false;  // ws.delta holds an out_proj result not yet added to the residual
   for (int64_t l = 0; l < c.n_layer; ++l) {
+    if (l > 0 && interrupted && *interrupted && (*interrupted)()) throw Interrupted("interrupted");
     const LayerWeights& w = m.layers()[size_t(l)];
     if (seqlen == 1 && !pending && w.x_proj_w.dtype == w.in_proj_w.dtype && w.dt_proj_w.dtype == w.in_proj_w.dtype &&
         w.out_proj_w.dtype == w.in_proj_w.dtype) {
@@ -286,7 +290,7 @@ void run_chunks(State& st, int64_t row0, const int32_t* ids, const float* embeds
                     size_t(L * c.d_model) * 4);
       be.copy_from_host(ws.resid.get(), emb_chunk.data(), emb_chunk.size() * 4);
     }
-    run_layers(st, ws, row0, batch, L);
+    run_layers(st, ws, row0, batch, L, &interrupted);
     sink(ws, t0, L, t0 + L == seqlen);
   }
 }

@@ -146,6 +146,14 @@ class Session:
         self._tokenizer = None
         self._tokenizer_loaded = False
 
+    def share(self) -> "Session":
+        """Another Session over the same loaded weights (no reload, no copy): for several users of one model,
+        e.g. one per thread. States of either session work with the other."""
+        other = object.__new__(Session)
+        other.path, other._model, other.config = self.path, self._model, self.config
+        other._tokenizer, other._tokenizer_loaded = self._tokenizer, self._tokenizer_loaded
+        return other
+
     # ---- properties ----------------------------------------------------------------------------------
     @property
     def device(self) -> str:

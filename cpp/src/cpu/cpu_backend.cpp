@@ -11,6 +11,7 @@
 #include "cpu/kernels.h"
 #include "cpu/thread_pool.h"
 #include "error.h"
+#include "sampling.h"
 #include "host_backend.h"
 
 namespace mambart {
@@ -187,36 +188,7 @@ class CpuBackend final : public HostBackend {
     double mx = l[size_t(idx(0))], sum = 0;
     for (int64_t i = 0; i < n; ++i) sum += prob[size_t(i)] = std::exp(double(l[size_t(idx(i))]) - mx);
     for (int64_t i = 0; i < n; ++i) prob[size_t(i)] /= sum;
-    // top-p: smallest prefix whose mass reaches top_p (at least one token)
-    if (p.top_p < 1.f) {
-      double cum = 0;
-      int64_t keep = n;
-      for (int64_t i = 0; i < n; ++i) {
-        cum += prob[size_t(i)];
-        if (cum >= p.top_p) {
-          keep = i + 1;
-          break;
-        }
-      }
-      n = keep;
-    }
-    // min-p: drop tokens whose probability is below min_p * max probability
-    if (p.min_p > 0.f) {
-      int64_t keep = 1;
-      while (keep < n && prob[size_t(keep)] >= p.min_p * prob[0]) ++keep;
-      n = keep;
-    }
-    double total = 0;
-    for (int64_t i = 0; i < n; ++i) total += prob[size_t(i)];
-    double u = rng_uniform(p.seed, uint64_t(r), p.step) * total, cum = 0;
-    int64_t pick = n - 1;
-    for (int64_t i = 0; i < n; ++i) {
-      cum += prob[size_t(i)];
-      if (u < cum) {
-        pick = i;
-        break;
-      }
-    }
+    const int64_t pick = pick_candidate(prob, n, p.top_p, p.min_p, rng_uniform(p.seed, uint64_t(r), p.step));
     p.out[r] = int32_t(idx(pick));
   }
   static std::vector<float>& scratch_logit() {

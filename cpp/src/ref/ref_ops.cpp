@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "error.h"
+#include "sampling.h"
 
 namespace mambart {
 namespace ref {
@@ -159,37 +160,8 @@ void sample(const SampleParams& p) {
     double mx = logit[idx[0]], sum = 0;
     for (int64_t i = 0; i < n; ++i) sum += prob[i] = std::exp(double(logit[idx[i]]) - mx);
     for (int64_t i = 0; i < n; ++i) prob[i] /= sum;
-    // top-p: smallest prefix whose mass reaches top_p (at least one token)
-    if (p.top_p < 1.f) {
-      double cum = 0;
-      int64_t keep = n;
-      for (int64_t i = 0; i < n; ++i) {
-        cum += prob[i];
-        if (cum >= p.top_p) {
-          keep = i + 1;
-          break;
-        }
-      }
-      n = keep;
-    }
-    // min-p: drop tokens whose probability is below min_p * max probability
-    if (p.min_p > 0.f) {
-      int64_t keep = 1;
-      while (keep < n && prob[keep] >= p.min_p * prob[0]) ++keep;
-      n = keep;
-    }
-    double total = 0;
-    for (int64_t i = 0; i < n; ++i) total += prob[i];
-    double u = rng_uniform(p.seed, uint64_t(r), p.step) * total, cum = 0;
-    int64_t pick = n - 1;
-    for (int64_t i = 0; i < n; ++i) {
-      cum += prob[i];
-      if (u < cum) {
-        pick = i;
-        break;
-      }
-    }
-    p.out[r] = idx[pick];
+    const int64_t pick = pick_candidate(prob, n, p.top_p, p.min_p, rng_uniform(p.seed, uint64_t(r), p.step));
+    p.out[r] = idx[size_t(pick)];
   }
 }
 
