@@ -67,18 +67,31 @@ __device__ void gemv_norm_prologue(const GemvArgs& a, T* xs) {
 
 // Conv-step epilogue (kFuseNormConv), for an x column n < d_inner of in_proj: shift the conv state of (m, n),
 // append x (rounded to T), convolve, SiLU, write xc.
+// Every load is issued before the first store (one memory round trip, not one per tap).
 template <typename T>
 __device__ __forceinline__ void gemv_conv_epilogue(const GemvFusion& f, int m, int n, float xv) {
-  float* st = f.conv_state + (int64_t(m) * f.d_inner + n) * f.d_conv;
-  const float* cw = f.conv_w + int64_t(n) * f.d_conv;
-  float acc = f.conv_b ? f.conv_b[n] : 0.f;
-  float prev = to_f(from_f<T>(xv));
-  for (int k = f.d_conv - 1; k >= 0; --k) {  // new state[k] = old state[k + 1], state[d_conv - 1] = x
-    const float cur = st[k];
-    st[k] = prev;
-    acc += cw[k] * prev;
-    prev = cur;
+  constexpr int kMaxConv = 8;
+  const int dc = f.d_conv;
+  float* st = f.conv_state + (int64_t(m) * f.d_inner + n) * dc;
+  const float* cw = f.conv_w + int64_t(n) * dc;
+  float old[kMaxConv + 1], wk[kMaxConv];
+#pragma unroll
+  for (int k = 0; k < kMaxConv; ++k) {
+    old[k] = k < dc ? st[k] : 0.f;
+    wk[k] = k < dc ? __ldg(cw + k) : 0.f;
   }
+  old[kMaxConv] = 0.f;
+  float acc = f.conv_b ? __ldg(f.conv_b + n) : 0.f;
+  const float x = to_f(from_f<T>(xv));
+  float win[kMaxConv];
+#pragma unroll
+  for (int k = 0; k < kMaxConv; ++k) {  // window = [old state[1..d_conv-1], x]; it is the new state
+    win[k] = k + 1 < dc ? old[k + 1] : x;
+    if (k < dc) acc += wk[k] * win[k];
+  }
+#pragma unroll
+  for (int k = 0; k < kMaxConv; ++k)
+    if (k < dc) st[k] = win[k];
   static_cast<T*>(f.xc)[int64_t(m) * f.d_inner + n] = from_f<T>(silu(acc));
 }
 
@@ -164,6 +177,32 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(GemvArgs a) {
         for (int r = 0; r < R; ++r) acc[m][r] += red[warp + j][g][m][r];
     }
   }
+  if (MODE != kFusePlain) {
+    // Fused epilogues are read-modify-writes (conv state, residual): one lane per row (lane gl finishes row
+    // row0 + gl; every lane of the group holds the sums) so their memory latencies overlap instead of adding up.
+    if (gl >= R) return;
+    const int n = row0 + gl;
+    if (n >= a.N) return;
+    const float bv = a.bias ? a.bias[n] : 0.f;
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+      if (m < a.M) {
+        float v = acc[m][0];
+#pragma unroll
+        for (int r = 1; r < R; ++r)
+          if (gl == r) v = acc[m][r];  // select with constant indices (no local-memory array)
+        v += bv;
+        if (MODE == kFuseResidual) {  // residual (fp32) += the projection rounded to T, as add_norm would add it
+          static_cast<float*>(a.y)[m * a.ldy + n] += to_f(from_f<T>(v));
+        } else if (n < a.f.d_inner) {
+          gemv_conv_epilogue<T>(a.f, m, n, v);
+        } else {
+          static_cast<T*>(a.y)[m * a.ldy + n] = from_f<T>(v);
+        }
+      }
+    }
+    return;
+  }
   if (gl != 0) return;
 #pragma unroll
   for (int r = 0; r < R; ++r) {
@@ -174,14 +213,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(GemvArgs a) {
     for (int m = 0; m < MT; ++m) {
       if (m < a.M) {
         const float v = acc[m][r] + bv;
-        if (MODE == kFuseResidual) {  // residual (fp32) += the projection rounded to T, as add_norm would add it
-          static_cast<float*>(a.y)[m * a.ldy + n] += to_f(from_f<T>(v));
-        } else if (MODE == kFuseNormConv && n < a.f.d_inner) {
-          gemv_conv_epilogue<T>(a.f, m, n, v);
-        } else {
-          if (a.y_f32) static_cast<float*>(a.y)[m * a.ldy + n] = v;
-          else static_cast<T*>(a.y)[m * a.ldy + n] = from_f<T>(v);
-        }
+        if (a.y_f32) static_cast<float*>(a.y)[m * a.ldy + n] = v;
+        else static_cast<T*>(a.y)[m * a.ldy + n] = from_f<T>(v);
       }
     }
   }

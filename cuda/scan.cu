@@ -167,6 +167,7 @@ __global__ void scan_step_kernel(ScanParams p, DtProjArgs d) {
     float s = 0.f;
     if (d.vec) {
       const int chunks = d.dt_rank / Vec<T>::n;
+#pragma unroll 4
       for (int j = q; j < chunks; j += 4)
         s += dot16(__ldg(reinterpret_cast<const uint4*>(wr) + j), __ldg(reinterpret_cast<const uint4*>(xr) + j), T());
     } else {
