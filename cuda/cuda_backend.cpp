@@ -127,8 +127,8 @@ class CudaBackend final : public Backend {
   void conv1d(const Conv1dParams& p) override { DeviceGuard g(dev_); cuda::launch_conv1d(p, stream_); }
   void scan(const ScanParams& p) override { DeviceGuard g(dev_); cuda::launch_scan(p, num_sms_, stream_); }
   // Fused decode layer for batch <= 8 (decode_layer.cpp). Otherwise (or with MAMBART_CUDA_FUSED=0) the ops
-  // composed, with out_proj accumulated into the fp32 residual by cuBLAS (beta = 1) when it is loaded and the
-  // GEMV does not apply, else the default composition.
+  // composed, with out_proj accumulated into the fp32 residual: by the GEMV's residual epilogue (batch <= 8) or
+  // cuBLAS with beta = 1 (no bias), else the default composition (out_proj, then add_norm for the residual).
   void decode_layer(const DecodeLayerParams& p) override {
     DeviceGuard g(dev_);
     std::string why;
@@ -139,13 +139,16 @@ class CudaBackend final : public Backend {
     MatmulParams m;
     m.M = p.batch; m.N = p.d_model; m.K = p.d_inner; m.x = p.y; m.ldx = p.d_inner; m.w = p.out_proj_w;
     m.w_dtype = p.w_dtype; m.y = p.residual; m.ldy = p.d_model; m.act_dtype = p.act_dtype; m.y_dtype = DType::F32;
-    cuda::Cublas* blas = cuda::gemv_applicable(m) || p.out_proj_b ? nullptr : cublas();
-    if (!blas || !cuda::supports_matmul(m, &why)) {
+    m.bias = p.out_proj_b;
+    const bool gemv = cuda::gemv_applicable(m);
+    cuda::Cublas* blas = gemv || p.out_proj_b ? nullptr : cublas();
+    if ((!gemv && !blas) || !cuda::supports_matmul(m, &why)) {
       Backend::decode_layer(p);
       return;
     }
     decode_layer_mixer(p);
-    blas->gemm(m, stream_, 1.f);  // residual += out_proj(y)
+    if (gemv) cuda::launch_gemv_residual(m, stream_);  // residual += out_proj(y)
+    else blas->gemm(m, stream_, 1.f);
   }
   void sample(const SampleParams& p) override {
     DeviceGuard g(dev_);

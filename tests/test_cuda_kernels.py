@@ -318,3 +318,32 @@ def test_decode_layer_steps(ref, cuda):
         assert rel(ra - x, rb - x) <= 1e-4
     assert rel(ka["ssm_state"], kb["ssm_state"]) <= 1e-4
     assert rel(ka["conv_state"], kb["conv_state"]) <= 1e-5
+
+
+@pytest.fixture(scope="module")
+def cuda_unfused():
+    """A CUDA backend with the fused decode layer off (MAMBART_CUDA_FUSED=0): the ops composed, out_proj
+    accumulated into the residual by the GEMV epilogue (batch <= 8) or cuBLAS (beta 1)."""
+    old = os.environ.get("MAMBART_CUDA_FUSED")
+    os.environ["MAMBART_CUDA_FUSED"] = "0"
+    try:
+        yield core._OpRunner("cuda")
+    finally:
+        if old is None:
+            os.environ.pop("MAMBART_CUDA_FUSED", None)
+        else:
+            os.environ["MAMBART_CUDA_FUSED"] = old
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("shape", [LAYER_SHAPES[1], LAYER_SHAPES[3], LAYER_SHAPES[5]], ids=lambda s: "x".join(map(str, s)))
+def test_decode_layer_unfused(ref, cuda_unfused, dt, shape):
+    g = rng("decode_layer_unfused", dt, shape)
+    kw = layer_inputs(g, dt, *shape)
+    res0 = kw["residual"].copy()
+    ra, ca, sa = cuda_unfused.decode_layer(**kw)
+    rb, cb, sb = ref.decode_layer(**kw)
+    tol = LAYER_TOL[dt]
+    assert rel(ra - res0, rb - res0) <= tol
+    assert rel(ca, cb) <= (1e-5 if dt == "F32" else tol)
+    assert rel(sa, sb) <= tol
