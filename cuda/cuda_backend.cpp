@@ -51,8 +51,9 @@ class CudaBackend final : public Backend {
     cuda::pdl_enabled() = major >= 9 && !(pdl_env && std::string(pdl_env) == "0");
     const char* early_env = std::getenv("MAMBART_CUDA_PDL_EARLY");
     cuda::pdl_early() = cuda::pdl_enabled() && !(early_env && std::string(early_env) == "0");
+    // MAMBART_CUDA_FUSED: 1 forces the fused decode layer, 0 turns it off, unset picks by size (see decode_layer).
     const char* f_env = std::getenv("MAMBART_CUDA_FUSED");
-    fused_enabled_ = !(f_env && std::string(f_env) == "0");
+    fused_mode_ = !f_env ? -1 : std::string(f_env) == "0" ? 0 : 1;
     const char* b_env = std::getenv("MAMBART_CUBLAS");  // read once, at creation
     if (b_env && std::string(b_env) == "0") {
       cublas_tried_ = true;
@@ -132,7 +133,10 @@ class CudaBackend final : public Backend {
   void decode_layer(const DecodeLayerParams& p) override {
     DeviceGuard g(dev_);
     std::string why;
-    if (fused_enabled_ && cuda::decode_layer_fusable(p, &why)) {
+    // Auto: fused only for narrow models. Measured on an H100 (fp16, batch 1, docs/BENCHMARKS.md): fused vs
+    // unfused 0.425 / 0.552 ms at d_model 768, but 2.117 / 1.960 at 2048 and 3.620 / 3.452 at 2560.
+    const bool fused = fused_mode_ == 1 || (fused_mode_ == -1 && p.d_model <= 1024);
+    if (fused && cuda::decode_layer_fusable(p, &why)) {
       cuda::launch_decode_layer(p, stream_);
       return;
     }
@@ -257,7 +261,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   int num_sms_ = 1;
   bool graphs_enabled_ = true;
-  bool fused_enabled_ = true;
+  int fused_mode_ = -1;  // -1 auto, 0 off, 1 on
   std::map<std::pair<const void*, uint64_t>, cudaGraphExec_t> graphs_;
   bool cublas_tried_ = false;
   std::unique_ptr<cuda::Cublas> cublas_;
