@@ -18,7 +18,7 @@ struct LoadOptions {
   std::string dtype;
 };
 
-// A weight in backend memory. `owner` is non-empty when the model owns a copy (converted or uploaded).
+// A weight in backend memory: a view into the mapped file, or into a buffer the model owns (converted/uploaded).
 struct Weight {
   const void* data = nullptr;
   DType dtype = DType::F32;
@@ -59,7 +59,6 @@ class Model {
 
  private:
   Model() = default;
-  const Weight& place(const TensorInfo& t, DType want);  // converts/uploads as needed
   ModelConfig cfg_;
   std::string path_;
   std::shared_ptr<Backend> backend_;
@@ -68,7 +67,6 @@ class Model {
   std::vector<LayerWeights> layers_;
   Weight embedding_, norm_f_w_, norm_f_b_, lm_head_;
   std::vector<Buffer> owned_;
-  std::vector<std::unique_ptr<Weight>> scratch_;
   size_t weight_bytes_ = 0;
   int64_t n_params_ = 0;
   friend class ModelLoader;
