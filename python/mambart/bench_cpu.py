@@ -31,6 +31,7 @@ from . import bench_utils as common
 
 # Run from a source checkout (bench/bench_cpu.py), the repo root holds docs/ and python/.
 REPO = Path(os.environ.get("MAMBART_REPO", Path.cwd()))
+HF_PEER = REPO / "bench" / "hf_peer.py"
 
 
 # ---- child processes: one measurement each ---------------------------------------------------------------
@@ -64,34 +65,9 @@ def _child_mambart(a) -> dict:
                 peak_rss_mb=common.peak_rss_since_reset_mb(), base_rss_mb=base_rss)
 
 
-def _child_hf(a) -> dict:
-    import numpy as np
-    import torch
-    from transformers import MambaForCausalLM
-
-    torch.set_num_threads(a.threads)
-    dt = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[a.dtype]
-    try:
-        model = MambaForCausalLM.from_pretrained(a.path, dtype=dt).eval()
-    except TypeError:
-        model = MambaForCausalLM.from_pretrained(a.path, torch_dtype=dt).eval()
-    rng = np.random.default_rng(0)
-    ids = torch.as_tensor(rng.integers(1, common.VOCAB, (1, a.pp)))
-    with torch.inference_mode():
-        model(ids[:, :32])
-        t = time.perf_counter()
-        model(ids)
-        pp = time.perf_counter() - t
-        t = time.perf_counter()
-        out = model.generate(ids[:, :1], max_new_tokens=a.tg, min_new_tokens=a.tg, do_sample=False)
-        tg = time.perf_counter() - t
-        assert out.shape[1] == a.tg + 1
-    return dict(pp_tok_s=a.pp / pp, tg_tok_s=a.tg / tg)
-
-
 def _child_main(argv) -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("kind", choices=["mambart", "hf"])
+    p.add_argument("kind", choices=["mambart"])
     p.add_argument("path")
     p.add_argument("--dtype", default="f32")
     p.add_argument("--threads", type=int, default=1)
@@ -99,13 +75,15 @@ def _child_main(argv) -> int:
     p.add_argument("--tg", type=int, default=128)
     p.add_argument("--reps", type=int, default=2)
     a = p.parse_args(argv)
-    res = _child_mambart(a) if a.kind == "mambart" else _child_hf(a)
+    res = _child_mambart(a)
     print("RESULT " + json.dumps(res), flush=True)
     return 0
 
 
 def _run_child(args: list, timeout: float = 1800) -> dict:
-    cmd = [sys.executable, "-m", "mambart.bench_cpu", "--_child", *map(str, args)]
+    # The HF peer lives in the repository (bench/hf_peer.py) so that the package never imports torch.
+    cmd = ([sys.executable, str(HF_PEER), *map(str, args[1:])] if args[0] == "hf"
+           else [sys.executable, "-m", "mambart.bench_cpu", "--_child", *map(str, args)])
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     for line in r.stdout.splitlines():
@@ -115,12 +93,10 @@ def _run_child(args: list, timeout: float = 1800) -> dict:
 
 
 def _have_hf() -> bool:
-    try:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-        return True
-    except Exception:
-        return False
+    """HF transformers can be timed: torch and transformers installed and bench/hf_peer.py present."""
+    import importlib.util
+
+    return HF_PEER.exists() and all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
 
 
 # ---- llama.cpp ---------------------------------------------------------------------------------------------
@@ -305,7 +281,7 @@ def _markdown(rows, bw, load, load_after, cmd, a) -> str:
         "fraction reached. HF transformers (`MambaForCausalLM`, torch threads = threads) runs "
         f"pp{a.hf_pp} / tg{a.hf_tg} (its CPU path is slow; tok/s rates are compared). RSS/file: peak resident memory of the whole process (Python + numpy included) over "
         "the weight file size; (RSS − base)/file leaves out the interpreter's own memory (base = RSS before "
-        "loading the model). Best of the repetitions; random weights (see bench/common.py).",
+        "loading the model). Best of the repetitions; random weights (see mambart/bench_utils.py).",
         "",
         f"| shape | weights | threads | pp{a.pp} tok/s | tg{a.tg} tok/s | floor tok/s | tg/floor | peak RSS MB | "
         "file MB | RSS/file | (RSS − base)/file | HF pp / tg tok/s | vs HF pp / tg | llama.cpp pp / tg tok/s | vs llama.cpp pp / tg |",
