@@ -8,7 +8,8 @@ from .errors import ConvertError
 from .safetensors_io import open_safetensors
 from .torch_bin import load_bin
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+# Copied by convert and listed by info; mambart_tokenizer.json describes the byte-level tokenizer of the demo model.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "mambart_tokenizer.json")
 # Weight files looked for in a folder, first match wins.
 _WEIGHTS = (
     ("model.safetensors.index.json", "safetensors"),
