@@ -250,16 +250,21 @@ mambart_status mambart_step(mambart_state* state, const int32_t* ids, float* log
   return mambart_forward(state, ids, state->state->batch(), 1, 1, logits_out, logits_capacity_floats);
 }
 
-mambart_status mambart_generate(mambart_state* state, const int32_t* prompt, int64_t len,
-                                const mambart_sample_options* options, mambart_token_callback callback, void* user,
-                                int32_t* out_tokens, int64_t capacity, int64_t* n_out) {
-  if (n_out) *n_out = 0;
+}  // extern "C"
+
+namespace {
+
+// Shared by mambart_generate and mambart_generate_ragged: one prompt pointer and length per state row.
+mambart_status generate_rows(mambart_state* state, std::vector<const int32_t*> prompts, std::vector<int64_t> lens,
+                             const mambart_sample_options* options, mambart_token_callback callback, void* user,
+                             int32_t* out_tokens, int64_t capacity, int64_t* n_out) {
   return guarded([&] {
-    require_ptr(state, "state");
-    require_ptr(prompt, "prompt");
     State& st = *state->state;
     const int64_t B = st.batch();
-    MAMBART_CHECK(len >= 1, InvalidArgument, "empty input: prompt length is ", len);
+    for (size_t r = 0; r < lens.size(); ++r) {
+      require_ptr(prompts[r], "prompt");
+      MAMBART_CHECK(lens[r] >= 1, InvalidArgument, "empty input: prompt ", r, " has length ", lens[r]);
+    }
     const mambart_sample_options o = options ? *options : mambart_sample_options_default();
     MAMBART_CHECK(o.max_new_tokens >= 0, InvalidArgument, "max_new_tokens must be >= 0, got ", o.max_new_tokens);
     MAMBART_CHECK(o.n_stop_tokens >= 0 && (o.n_stop_tokens == 0 || o.stop_tokens), InvalidArgument,
@@ -281,9 +286,6 @@ mambart_status mambart_generate(mambart_state* state, const int32_t* prompt, int
       g.stop_tokens.push_back(int32_t(st.model().config().eos_token_id));
     for (int64_t i = 0; i < o.n_stop_tokens; ++i) g.stop_tokens.push_back(o.stop_tokens[i]);
 
-    std::vector<const int32_t*> prompts(static_cast<size_t>(B));
-    std::vector<int64_t> lens(size_t(B), len);
-    for (int64_t r = 0; r < B; ++r) prompts[size_t(r)] = prompt + r * len;
     TokenCallback cb;
     if (callback) cb = [callback, user](const int32_t* toks, int64_t b) { return callback(toks, b, user) != 0; };
     int64_t steps = 0;
@@ -291,6 +293,34 @@ mambart_status mambart_generate(mambart_state* state, const int32_t* prompt, int
     if (out_tokens && !toks.empty()) std::memcpy(out_tokens, toks.data(), toks.size() * sizeof(int32_t));
     if (n_out) *n_out = steps;
   });
+}
+
+}  // namespace
+
+extern "C" {
+
+mambart_status mambart_generate(mambart_state* state, const int32_t* prompt, int64_t len,
+                                const mambart_sample_options* options, mambart_token_callback callback, void* user,
+                                int32_t* out_tokens, int64_t capacity, int64_t* n_out) {
+  if (n_out) *n_out = 0;
+  if (!state || !prompt)
+    return guarded([&] { require_ptr(state, "state"); require_ptr(prompt, "prompt"); });
+  const int64_t B = state->state->batch();
+  std::vector<const int32_t*> prompts(static_cast<size_t>(B));
+  for (int64_t r = 0; r < B; ++r) prompts[size_t(r)] = prompt + r * len;
+  return generate_rows(state, std::move(prompts), std::vector<int64_t>(static_cast<size_t>(B), len), options,
+                       callback, user, out_tokens, capacity, n_out);
+}
+
+mambart_status mambart_generate_ragged(mambart_state* state, const int32_t* const* prompts, const int64_t* lens,
+                                       const mambart_sample_options* options, mambart_token_callback callback,
+                                       void* user, int32_t* out_tokens, int64_t capacity, int64_t* n_out) {
+  if (n_out) *n_out = 0;
+  if (!state || !prompts || !lens)
+    return guarded([&] { require_ptr(state, "state"); require_ptr(prompts, "prompts"); require_ptr(lens, "lens"); });
+  const size_t B = size_t(state->state->batch());
+  return generate_rows(state, std::vector<const int32_t*>(prompts, prompts + B), std::vector<int64_t>(lens, lens + B),
+                       options, callback, user, out_tokens, capacity, n_out);
 }
 
 }  // extern "C"

@@ -341,6 +341,24 @@ static void test_compute(mambart_model* m) {
         "%s", mambart_last_error());
   CHECK(memcmp(gen, expect, sizeof expect) == 0, "batch generation row 0");
 
+  /* Ragged rows: row 0 the full prompt, row 1 one token shorter; each equals generating it alone. */
+  {
+    const int32_t* rows[2] = {ids, ids};
+    int64_t lens[2] = {L, L - 1};
+    int32_t alone[NEW];
+    mambart_state_reset(s2);
+    CHECK(mambart_generate_ragged(s2, rows, lens, &so, NULL, NULL, gen, 2 * NEW, &n_out) == MAMBART_OK &&
+              n_out == NEW, "%s", mambart_last_error());
+    CHECK(memcmp(gen, expect, sizeof expect) == 0, "ragged row 0");
+    mambart_state_reset(s);
+    CHECK(mambart_generate(s, ids, L - 1, &so, NULL, NULL, alone, NEW, &n_out) == MAMBART_OK, "%s",
+          mambart_last_error());
+    CHECK(memcmp(gen + NEW, alone, sizeof alone) == 0, "ragged row 1");
+    lens[1] = 0;
+    CHECK(mambart_generate_ragged(s2, rows, lens, &so, NULL, NULL, gen, 2 * NEW, &n_out) ==
+              MAMBART_INVALID_ARGUMENT, "empty ragged row");
+  }
+
   /* Sampling with a seed is reproducible. */
   so.temperature = 0.8f;
   so.top_k = 20;

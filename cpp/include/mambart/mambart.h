@@ -152,6 +152,12 @@ MAMBART_API mambart_status mambart_step(mambart_state* state, const int32_t* ids
 MAMBART_API mambart_status mambart_generate(mambart_state* state, const int32_t* prompt, int64_t len,
                                             const mambart_sample_options* options, mambart_token_callback callback,
                                             void* user, int32_t* out_tokens, int64_t capacity, int64_t* n_out);
+/* Like mambart_generate with one prompt per row of different lengths: prompts[r] of lens[r] tokens (batch =
+ * the state's batch). Each row is prefilled on its own (exact, no padding), then all rows decode together. */
+MAMBART_API mambart_status mambart_generate_ragged(mambart_state* state, const int32_t* const* prompts,
+                                                   const int64_t* lens, const mambart_sample_options* options,
+                                                   mambart_token_callback callback, void* user, int32_t* out_tokens,
+                                                   int64_t capacity, int64_t* n_out);
 
 #ifdef __cplusplus
 } /* extern "C" */
