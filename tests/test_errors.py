@@ -164,3 +164,25 @@ def test_state_mismatch(good_dir):
         s.forward(np.ones((2, 3), np.int64), state=s.new_state(1))
     with pytest.raises(ValueError):
         s.new_state(0)
+
+
+class _DLPackOnly:
+    """An array exposing only the DLPack protocol (as JAX/CuPy arrays do), backed by numpy."""
+
+    def __init__(self, a):
+        self._a = np.ascontiguousarray(a)
+
+    def __dlpack__(self, **kw):
+        return self._a.__dlpack__(**kw)
+
+    def __dlpack_device__(self):
+        return self._a.__dlpack_device__()
+
+
+def test_ids_from_dlpack_and_torch(good_dir):
+    s = mambart.Session(good_dir, device="cpu")
+    ids = np.array([[1, 5, 9, 2]], np.int64)
+    ref = s.forward(ids)
+    assert np.array_equal(s.forward(_DLPackOnly(ids)), ref)
+    torch = pytest.importorskip("torch")
+    assert np.array_equal(s.forward(torch.tensor(ids)), ref)
