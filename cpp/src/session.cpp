@@ -74,8 +74,8 @@ void State::copy_rows_from(const State& src, int64_t src_row, int64_t dst_row, i
 }
 
 void State::download(float* conv_host, float* ssm_host) const {
-  model_->backend().copy_to_host(conv_host, conv_.get(), conv_.bytes());
-  model_->backend().copy_to_host(ssm_host, ssm_.get(), ssm_.bytes());
+  if (conv_host) model_->backend().copy_to_host(conv_host, conv_.get(), conv_.bytes());
+  if (ssm_host) model_->backend().copy_to_host(ssm_host, ssm_.get(), ssm_.bytes());
 }
 
 void State::upload(const float* conv_host, const float* ssm_host) {

@@ -34,7 +34,7 @@ class State {
   void reset();                                       // zeros
   std::unique_ptr<State> copy() const;
   void copy_rows_from(const State& src, int64_t src_row, int64_t dst_row, int64_t n);
-  void download(float* conv_host, float* ssm_host) const;  // (n_layer, batch, ...)
+  void download(float* conv_host, float* ssm_host) const;  // (n_layer, batch, ...); either may be nullptr
   void upload(const float* conv_host, const float* ssm_host);
   int64_t n_tokens = 0;  // tokens consumed (of row 0 / all rows when advanced together)
   Workspace& workspace() { return ws_; }

@@ -15,7 +15,7 @@ from typing import Iterator, Optional, Sequence, Union
 import numpy as np
 
 from . import _core
-from ._ids import as_id_array, as_rows
+from ._ids import as_id_array, as_rows, is_ragged
 
 IdsLike = Union[Sequence[int], Sequence[Sequence[int]], np.ndarray, str]
 
@@ -245,17 +245,16 @@ class Session:
             out = _core.forward(st._core, None, emb, 0, mode)
             return out[0] if single else out
         ids, _ = self._maybe_text(ids)
-        rows, single = as_rows(ids)
+        if not is_ragged(ids):  # (L,) or (B, L): one call over the whole batch
+            arr = as_id_array(ids)
+            batch = arr[None] if arr.ndim == 1 else arr
+            out = _core.forward(self._state_for(state, batch.shape[0])._core, batch, None, 0, mode)
+            return out[0] if arr.ndim == 1 else out
+        # rows of different lengths: each row runs on its own state row (exact, no padding)
+        rows, _ = as_rows(ids)
         st = self._state_for(state, len(rows))
-        if not single and len({r.shape[1] for r in rows}) == 1 and not isinstance(ids, list):
-            out = _core.forward(st._core, np.concatenate(rows), None, 0, mode)
-            return out
         outs = [_core.forward(st._core, r, None, i, mode)[0] for i, r in enumerate(rows)]
-        if single:
-            return outs[0]
-        if len({r.shape[1] for r in rows}) == 1:
-            return np.stack(outs)
-        return outs
+        return np.stack(outs) if len({r.shape[1] for r in rows}) == 1 else outs
 
     def score(self, ids: IdsLike) -> np.ndarray:
         """Log-probabilities of each token given the ones before it: (L-1,) or (B, L-1) float32.

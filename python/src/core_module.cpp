@@ -173,9 +173,8 @@ nb::ndarray<nb::numpy, float> state_array(const State& st, bool conv) {
   const ModelConfig& c = st.model().config();
   size_t shape[4] = {size_t(c.n_layer), size_t(st.batch()), size_t(c.d_inner), size_t(conv ? c.d_conv : c.d_state)};
   auto* heap = new std::vector<float>(conv ? st.conv_elems() : st.ssm_elems());
-  std::vector<float> other(conv ? st.ssm_elems() : st.conv_elems());
-  if (conv) st.download(heap->data(), other.data());
-  else st.download(other.data(), heap->data());
+  if (conv) st.download(heap->data(), nullptr);
+  else st.download(nullptr, heap->data());
   nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
   return nb::ndarray<nb::numpy, float>(heap->data(), 4, shape, owner);
 }
