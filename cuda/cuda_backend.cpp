@@ -12,6 +12,7 @@
 #include "error.h"
 #include "cublas_loader.h"
 #include "decode_layer.h"
+#include "decode_step.h"
 #include "kernels.h"
 
 namespace mambart {
@@ -54,6 +55,11 @@ class CudaBackend final : public Backend {
     // MAMBART_CUDA_FUSED: 1 forces the fused decode layer, 0 turns it off, unset picks by size (see decode_layer).
     const char* f_env = std::getenv("MAMBART_CUDA_FUSED");
     fused_mode_ = !f_env ? -1 : std::string(f_env) == "0" ? 0 : 1;
+    // MAMBART_CUDA_PERSISTENT=0 turns the persistent decode step off (layers then run one by one).
+    const char* s_env = std::getenv("MAMBART_CUDA_PERSISTENT");
+    persistent_ = !(s_env && std::string(s_env) == "0");
+    MAMBART_CUDA_CHECK(cudaMalloc(&step_barrier_, 128));
+    MAMBART_CUDA_CHECK(cudaMemset(step_barrier_, 0, 128));
     const char* b_env = std::getenv("MAMBART_CUBLAS");  // read once, at creation
     if (b_env && std::string(b_env) == "0") {
       cublas_tried_ = true;
@@ -65,6 +71,7 @@ class CudaBackend final : public Backend {
     for (auto& kv : graphs_) cudaGraphExecDestroy(kv.second);
     cublas_.reset();
     if (sample_scratch_) cudaFree(sample_scratch_);
+    if (step_barrier_) cudaFree(step_barrier_);
     if (cublas_ws_) cudaFree(cublas_ws_);
     if (stream_) cudaStreamDestroy(stream_);
   }
@@ -153,6 +160,16 @@ class CudaBackend final : public Backend {
     decode_layer_mixer(p);
     if (gemv) cuda::launch_gemv_residual(m, stream_);  // residual += out_proj(y)
     else blas->gemm(m, stream_, 1.f);
+  }
+  // All layers of a decode step as one persistent cooperative kernel (decode_step.cu) when it applies.
+  void decode_layers(const DecodeLayerParams* layers, int64_t n) override {
+    DeviceGuard g(dev_);
+    std::string why;
+    if (persistent_ && cuda::decode_step_applicable(layers, n, dev_, &why)) {
+      cuda::launch_decode_step(layers, n, static_cast<unsigned*>(step_barrier_), num_sms_, stream_);
+      return;
+    }
+    Backend::decode_layers(layers, n);
   }
   void sample(const SampleParams& p) override {
     DeviceGuard g(dev_);
@@ -262,6 +279,8 @@ class CudaBackend final : public Backend {
   int num_sms_ = 1;
   bool graphs_enabled_ = true;
   int fused_mode_ = -1;  // -1 auto, 0 off, 1 on
+  bool persistent_ = true;
+  void* step_barrier_ = nullptr;  // the persistent decode kernel's grid barrier word
   std::map<std::pair<const void*, uint64_t>, cudaGraphExec_t> graphs_;
   bool cublas_tried_ = false;
   std::unique_ptr<cuda::Cublas> cublas_;

@@ -5,6 +5,7 @@
 #include "common.cuh"
 #include "cublas_loader.h"
 #include "kernels.h"
+#include "step_ops.cuh"
 
 namespace mambart {
 namespace cuda {
@@ -29,70 +30,13 @@ struct GemvArgs {
 };
 
 
-// Norm prologue (kFuseNormConv): x = norm(residual) * w (+ b), rounded to T, computed by every block into shared
-// memory (M rows of a.K, row stride a.ldx) exactly as add_norm computes it.
-template <typename T>
-__device__ void gemv_norm_prologue(const GemvArgs& a, T* xs) {
-  __shared__ float red[32];
-  const GemvFusion& f = a.f;
-  for (int m = 0; m < a.M; ++m) {
-    const float* res = f.residual + int64_t(m) * a.K;
-    float s = 0.f, sq = 0.f;
-    for (int i = threadIdx.x; i < a.K; i += blockDim.x) {
-      const float v = res[i];
-      s += v;
-      sq += v * v;
-    }
-    float var, mean = 0.f;
-    if (f.rms) {
-      var = block_sum(sq, red) / float(a.K);
-    } else {
-      mean = block_sum(s, red) / float(a.K);
-      float q = 0.f;
-      for (int i = threadIdx.x; i < a.K; i += blockDim.x) {
-        const float d = res[i] - mean;
-        q += d * d;
-      }
-      var = block_sum(q, red) / float(a.K);
-    }
-    const float inv = rsqrtf(var + f.eps);
-    for (int i = threadIdx.x; i < a.K; i += blockDim.x) {
-      float v = (res[i] - mean) * inv * f.norm_w[i];
-      if (f.norm_b) v += f.norm_b[i];
-      xs[int64_t(m) * a.ldx + i] = from_f<T>(v);
-    }
-  }
-  __syncthreads();
-}
-
-// Conv-step epilogue (kFuseNormConv), for an x column n < d_inner of in_proj: shift the conv state of (m, n),
-// append x (rounded to T), convolve, SiLU, write xc.
-// Every load is issued before the first store (one memory round trip, not one per tap).
+// Conv-step epilogue (kFuseNormConv), for an x column n < d_inner of in_proj: xc = silu(conv_step(x)).
 template <typename T>
 __device__ __forceinline__ void gemv_conv_epilogue(const GemvFusion& f, int m, int n, float xv) {
-  constexpr int kMaxConv = 8;
-  const int dc = f.d_conv;
-  float* st = f.conv_state + (int64_t(m) * f.d_inner + n) * dc;
-  const float* cw = f.conv_w + int64_t(n) * dc;
-  float old[kMaxConv + 1], wk[kMaxConv];
-#pragma unroll
-  for (int k = 0; k < kMaxConv; ++k) {
-    old[k] = k < dc ? st[k] : 0.f;
-    wk[k] = k < dc ? __ldg(cw + k) : 0.f;
-  }
-  old[kMaxConv] = 0.f;
-  float acc = f.conv_b ? __ldg(f.conv_b + n) : 0.f;
-  const float x = to_f(from_f<T>(xv));
-  float win[kMaxConv];
-#pragma unroll
-  for (int k = 0; k < kMaxConv; ++k) {  // window = [old state[1..d_conv-1], x]; it is the new state
-    win[k] = k + 1 < dc ? old[k + 1] : x;
-    if (k < dc) acc += wk[k] * win[k];
-  }
-#pragma unroll
-  for (int k = 0; k < kMaxConv; ++k)
-    if (k < dc) st[k] = win[k];
-  static_cast<T*>(f.xc)[int64_t(m) * f.d_inner + n] = from_f<T>(silu(acc));
+  float* st = f.conv_state + (int64_t(m) * f.d_inner + n) * f.d_conv;
+  const float cb = f.conv_b ? __ldg(f.conv_b + n) : 0.f;
+  static_cast<T*>(f.xc)[int64_t(m) * f.d_inner + n] =
+      from_f<T>(conv_step<T>(st, f.conv_w + int64_t(n) * f.d_conv, cb, f.d_conv, xv));
 }
 
 template <typename T, int MT, int R, int MODE>
@@ -121,7 +65,11 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(GemvArgs a) {
   pdl_wait();
   if (a.early) pdl_trigger();
   extern __shared__ uint4 gemv_xs[];
-  if (MODE == kFuseNormConv) gemv_norm_prologue<T>(a, reinterpret_cast<T*>(gemv_xs));
+  if (MODE == kFuseNormConv) {  // x = norm(residual) * w (+ b), rows padded to 16 bytes, in shared memory
+    __shared__ float nred[32];
+    norm_rows<T, false>(a.f.residual, a.M, a.K, a.f.norm_w, a.f.norm_b, a.f.rms, a.f.eps, reinterpret_cast<T*>(gemv_xs),
+                        int(a.ldx), nred);
+  }
   const T* x = MODE == kFuseNormConv ? reinterpret_cast<const T*>(gemv_xs) : static_cast<const T*>(a.x);
 
   float acc[MT][R];

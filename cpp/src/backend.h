@@ -43,6 +43,11 @@ class Backend {
   // Fused decode entry points (ops.h). The defaults compose the ops above, so every backend supports them and
   // the reference stays the oracle; a backend overrides them with fused kernels.
   virtual void decode_layer(const DecodeLayerParams& p);
+  // Every layer of one decode step in order (layers[i] feeds layers[i + 1] through the shared residual); the
+  // default runs decode_layer on each. A backend may run them as one persistent kernel.
+  virtual void decode_layers(const DecodeLayerParams* layers, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) decode_layer(layers[i]);
+  }
   // sample() with step = *p.step_counter, then ++*p.step_counter, both in backend memory (may be recorded).
   virtual void sample_step(const SampleParams& p);
 

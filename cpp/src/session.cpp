@@ -147,30 +147,40 @@ void run_layers(State& st, Workspace& ws, int64_t row0, int64_t batch, int64_t s
     be.matmul(p);
   };
 
+  // Decode (seqlen 1) with the four projections of every layer in one dtype: all layers through one
+  // decode_layers call (the residual is updated in place; a backend may run them as one persistent kernel).
+  auto decode_params = [&](int64_t l) {
+    const LayerWeights& w = m.layers()[size_t(l)];
+    DecodeLayerParams dp;
+    dp.batch = batch; dp.d_model = d; dp.d_inner = di; dp.d_state = ds; dp.dt_rank = r; dp.d_conv = c.d_conv;
+    dp.rms = c.rms_norm; dp.eps = float(c.norm_eps); dp.residual = ws.resid.as<float>();
+    dp.norm_w = static_cast<const float*>(w.norm_w.data); dp.norm_b = static_cast<const float*>(w.norm_b.data);
+    dp.in_proj_w = w.in_proj_w.data; dp.in_proj_b = static_cast<const float*>(w.in_proj_b.data);
+    dp.conv_w = static_cast<const float*>(w.conv_w.data); dp.conv_b = static_cast<const float*>(w.conv_b.data);
+    dp.x_proj_w = w.x_proj_w.data; dp.dt_proj_w = w.dt_proj_w.data;
+    dp.dt_bias = static_cast<const float*>(w.dt_proj_b.data);
+    dp.A = static_cast<const float*>(w.A.data); dp.D = static_cast<const float*>(w.D.data);
+    dp.out_proj_w = w.out_proj_w.data; dp.out_proj_b = static_cast<const float*>(w.out_proj_b.data);
+    dp.w_dtype = w.in_proj_w.dtype; dp.act_dtype = act;
+    dp.conv_state = st.conv(l, row0); dp.ssm_state = st.ssm(l, row0);
+    dp.normed = ws.normed.get(); dp.xz = ws.xz.get(); dp.xc = ws.xc.get(); dp.xdbl = ws.xdbl.get();
+    dp.dt = ws.dt.get(); dp.y = ws.y.get(); dp.delta = ws.delta.get();
+    return dp;
+  };
+  bool one_dtype = true;
+  for (const LayerWeights& w : m.layers())
+    one_dtype = one_dtype && w.x_proj_w.dtype == w.in_proj_w.dtype && w.dt_proj_w.dtype == w.in_proj_w.dtype &&
+                w.out_proj_w.dtype == w.in_proj_w.dtype;
   bool pending = false;  // ws.delta holds an out_proj result not yet added to the residual
-  for (int64_t l = 0; l < c.n_layer; ++l) {
+  const bool decode = seqlen == 1 && one_dtype;
+  if (decode) {
+    std::vector<DecodeLayerParams> layers(size_t(c.n_layer));
+    for (int64_t l = 0; l < c.n_layer; ++l) layers[size_t(l)] = decode_params(l);
+    be.decode_layers(layers.data(), c.n_layer);
+  }
+  for (int64_t l = 0; l < (decode ? 0 : c.n_layer); ++l) {
     if (l > 0 && interrupted && *interrupted && (*interrupted)()) throw Interrupted("interrupted");
     const LayerWeights& w = m.layers()[size_t(l)];
-    if (seqlen == 1 && !pending && w.x_proj_w.dtype == w.in_proj_w.dtype && w.dt_proj_w.dtype == w.in_proj_w.dtype &&
-        w.out_proj_w.dtype == w.in_proj_w.dtype) {
-      // Decode: one fused entry per layer (the residual is updated in place).
-      DecodeLayerParams dp;
-      dp.batch = batch; dp.d_model = d; dp.d_inner = di; dp.d_state = ds; dp.dt_rank = r; dp.d_conv = c.d_conv;
-      dp.rms = c.rms_norm; dp.eps = float(c.norm_eps); dp.residual = ws.resid.as<float>();
-      dp.norm_w = static_cast<const float*>(w.norm_w.data); dp.norm_b = static_cast<const float*>(w.norm_b.data);
-      dp.in_proj_w = w.in_proj_w.data; dp.in_proj_b = static_cast<const float*>(w.in_proj_b.data);
-      dp.conv_w = static_cast<const float*>(w.conv_w.data); dp.conv_b = static_cast<const float*>(w.conv_b.data);
-      dp.x_proj_w = w.x_proj_w.data; dp.dt_proj_w = w.dt_proj_w.data;
-      dp.dt_bias = static_cast<const float*>(w.dt_proj_b.data);
-      dp.A = static_cast<const float*>(w.A.data); dp.D = static_cast<const float*>(w.D.data);
-      dp.out_proj_w = w.out_proj_w.data; dp.out_proj_b = static_cast<const float*>(w.out_proj_b.data);
-      dp.w_dtype = w.in_proj_w.dtype; dp.act_dtype = act;
-      dp.conv_state = st.conv(l, row0); dp.ssm_state = st.ssm(l, row0);
-      dp.normed = ws.normed.get(); dp.xz = ws.xz.get(); dp.xc = ws.xc.get(); dp.xdbl = ws.xdbl.get();
-      dp.dt = ws.dt.get(); dp.y = ws.y.get(); dp.delta = ws.delta.get();
-      be.decode_layer(dp);
-      continue;
-    }
     AddNormParams np;
     np.n_rows = T; np.dim = d; np.residual = ws.resid.as<float>();
     np.delta = pending ? ws.delta.get() : nullptr;

@@ -173,12 +173,15 @@ class OpRunner {
     return t;
   }
 
-  // One fused decode layer (DecodeLayerParams); returns (residual, conv_state, ssm_state) after it.
+  // One fused decode layer (DecodeLayerParams); returns (residual, conv_state, ssm_state) after it. repeat > 0
+  // runs it that many times through decode_layers (the persistent decode step on CUDA).
   std::tuple<Out, Out, Out> decode_layer(AnyIn residual, AnyIn norm_w, nb::object norm_b, AnyIn in_proj_w,
                                          nb::object in_proj_b, AnyIn conv_w, nb::object conv_b, AnyIn x_proj_w,
                                          AnyIn dt_proj_w, nb::object dt_bias, AnyIn A, nb::object D,
                                          AnyIn out_proj_w, nb::object out_proj_b, AnyIn conv_state,
-                                         AnyIn ssm_state, bool rms, float eps, const std::string& act) {
+                                         AnyIn ssm_state, bool rms, float eps, const std::string& act,
+                                         int64_t repeat) {
+    MAMBART_CHECK(repeat >= 0, InvalidArgument, "decode_layer: repeat must be >= 0");
     DecodeLayerParams p;
     p.batch = int64_t(residual.shape(0));
     p.d_model = int64_t(residual.shape(1));
@@ -218,7 +221,14 @@ class OpRunner {
     p.dt = out(B * size_t(p.d_inner) * a);
     p.y = out(B * size_t(p.d_inner) * a);
     p.delta = out(B * size_t(p.d_model) * a);
-    { nb::gil_scoped_release r; be_->decode_layer(p); }
+    if (repeat == 0) {
+      nb::gil_scoped_release r;
+      be_->decode_layer(p);
+    } else {  // the layer `repeat` times in a row (same weights and states) through Backend::decode_layers
+      std::vector<DecodeLayerParams> layers(size_t(repeat), p);
+      nb::gil_scoped_release r;
+      be_->decode_layers(layers.data(), repeat);
+    }
     auto t = std::make_tuple(
         result(p.residual, {B, size_t(p.d_model)}, DType::F32),
         result(p.conv_state, {B, size_t(p.d_inner), size_t(p.d_conv)}, DType::F32),
@@ -275,7 +285,7 @@ void register_op_runner(nb::module_& m) {
       .def("decode_layer", &OpRunner::decode_layer, "residual"_a, "norm_w"_a, "norm_b"_a.none(), "in_proj_w"_a,
            "in_proj_b"_a.none(), "conv_w"_a, "conv_b"_a.none(), "x_proj_w"_a, "dt_proj_w"_a, "dt_bias"_a.none(),
            "A"_a, "D"_a.none(), "out_proj_w"_a, "out_proj_b"_a.none(), "conv_state"_a, "ssm_state"_a, "rms"_a,
-           "eps"_a, "act"_a)
+           "eps"_a, "act"_a, "repeat"_a = 0)
       .def("sample", &OpRunner::sample, "logits"_a, "temperature"_a = 0.f, "top_k"_a = 0, "top_p"_a = 1.f,
            "min_p"_a = 0.f, "repetition_penalty"_a = 1.f, "history"_a.none() = nb::none(),
            "history_len"_a.none() = nb::none(), "seed"_a = 0, "step"_a = 0);

@@ -1,0 +1,430 @@
+// The persistent decode step: every layer of one decode step (seqlen 1, batch <= 8) in one cooperative kernel,
+// the stages of a layer separated by grid-wide barriers instead of kernel boundaries. Per layer, block b owns a
+// fixed slice of every stage (the same slice at every layer and step, so conv and ssm state rows always have
+// the same owner):
+//   A  norm(residual) (every block, into shared memory); in_proj rows of b; conv step + SiLU for x rows -> xc,
+//      the z rows -> xz[:, d_inner:]                                                    (M, d_inner) each
+//   B  x_proj rows of b, split-K over the warps                                          -> xdbl (M, nx)
+//   C  channels of b: dt_proj + softplus, scan step (4 lanes a channel), D skip, gate   -> y (M, d_inner)
+//   D  out_proj rows of b; residual += product rounded to the act dtype                 -> residual (M, d_model)
+// with nx = dt_rank + 2 d_state. Why (docs/BENCHMARKS.md "GPU"): at batch 1 a layer was 4-7 dependent small
+// kernels whose launch, ramp-up and tail cost more than their bytes. Here a stage starts as soon as its barrier
+// opens, and before arriving at a barrier each block asks L2 for the weights of its coming stages (bulk L2
+// prefetch), so the barrier's wait overlaps the next loads. Data written by other blocks during the kernel is
+// read through L2 (ld.global.cg), never through the non-coherent read-only path; weights use the read-only path.
+// Rounding matches the composed ops: every intermediate is rounded to the act dtype where the ops store it.
+#include "decode_step.h"
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "kernels.h"
+#include "step_ops.cuh"
+
+namespace mambart {
+namespace cuda {
+
+namespace {
+
+constexpr int kStepThreads = 512;
+constexpr int kStepWarps = kStepThreads / 32;
+constexpr int kMaxStepLayers = 128;  // layers per launch (the table is a kernel parameter: ~15 KB of 32 KB)
+constexpr int kMaxStepBatch = 8;
+
+struct StepLayer {
+  const float* norm_w; const float* norm_b;          // (d_model,)
+  const void* in_proj_w; const float* in_proj_b;     // (2 d_inner, d_model), (2 d_inner,)
+  const float* conv_w; const float* conv_b;          // (d_inner, d_conv), (d_inner,)
+  const void* x_proj_w;                              // (nx, d_inner)
+  const void* dt_proj_w; const float* dt_bias;       // (d_inner, dt_rank), (d_inner,)
+  const float* A; const float* D;                    // (d_inner, d_state), (d_inner,)
+  const void* out_proj_w; const float* out_proj_b;   // (d_model, d_inner), (d_model,)
+  float* conv_state; float* ssm_state;               // (M, d_inner, d_conv), (M, d_inner, d_state)
+};
+
+struct StepArgs {
+  int M, d_model, d_inner, d_state, dt_rank, d_conv, rms, n_layers;
+  float eps;
+  int L_in, L_out;        // lanes per row of the in_proj / out_proj GEMVs
+  int dt_vec;             // dt_proj rows readable as 16-byte vectors
+  int prefetch_in;        // bytes of the next layer's in_proj slice prefetched before the last barrier of a layer
+  int prefetch_out;       // bytes of the out_proj slice prefetched after stage A
+  float* residual;        // (M, d_model) fp32
+  void* xz;               // (M, 2 d_inner): z in the second half
+  void* xc;               // (M, d_inner)
+  void* xdbl;             // (M, nx)
+  void* y;                // (M, d_inner)
+  unsigned* barrier;      // grid barrier word (zero at the first launch; every barrier leaves it as it found it)
+  StepLayer layer[kMaxStepLayers];
+};
+
+// [begin, end) of `n` items split evenly over `parts`.
+struct Slice { int begin, end; };
+__device__ __forceinline__ Slice slice_of(int n, int parts, int i) {
+  return {int(int64_t(n) * i / parts), int(int64_t(n) * (i + 1) / parts)};
+}
+
+// Grid-wide barrier of a co-resident (cooperative) grid. Block 0 adds 2^31 - (nblocks - 1), the others 1: the
+// top bit of the word flips exactly when all have arrived and the word is otherwise back where it started.
+__device__ __forceinline__ void grid_barrier(unsigned* bar) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const unsigned inc = blockIdx.x == 0 ? 0x80000000u - (gridDim.x - 1) : 1u;
+    __threadfence();
+    const unsigned old = atomicAdd(bar, inc);
+    unsigned cur;
+    do {
+      asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(cur) : "l"(bar) : "memory");
+    } while (((old ^ cur) & 0x80000000u) == 0);
+    __threadfence();
+  }
+  __syncthreads();
+}
+
+// Asks L2 for [p, p + bytes) (p 16-byte aligned): bulk prefetches of 16 KB pieces on sm_90, one line per thread
+// before that. Never waits.
+// The range is shrunk to whole 16-byte pieces inside it.
+__device__ __forceinline__ void prefetch_range(const void* p, int64_t bytes) {
+  const uintptr_t b0 = (reinterpret_cast<uintptr_t>(p) + 15) & ~uintptr_t(15);
+  const uintptr_t b1 = (reinterpret_cast<uintptr_t>(p) + uintptr_t(bytes > 0 ? bytes : 0)) & ~uintptr_t(15);
+  if (b1 <= b0) return;
+  const char* c = reinterpret_cast<const char*>(b0);
+  bytes = int64_t(b1 - b0);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  constexpr int64_t kPiece = 16 << 10;
+  for (int64_t off = int64_t(threadIdx.x) * kPiece; off < bytes; off += int64_t(blockDim.x) * kPiece) {
+    const unsigned n = unsigned(bytes - off < kPiece ? bytes - off : kPiece);
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(c + off), "r"(n) : "memory");
+  }
+#else
+  for (int64_t off = int64_t(threadIdx.x) * 128; off < bytes; off += int64_t(blockDim.x) * 128) prefetch_l2(c + off);
+#endif
+}
+
+// Rows [n0, n1) of w (N, K) times the M rows of x (shared memory, row stride K): L lanes per row, blockDim / L
+// rows per pass; epi(n, acc) runs on the row's first lane. K * sizeof(T) is a multiple of 16 (launcher checks).
+template <typename T, int MT, class Epi>
+__device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, const T* x, int M, int L, Epi epi) {
+  constexpr int VEC = Vec<T>::n;
+  const int C = K / VEC;
+  const int G = kStepThreads / L, g = threadIdx.x / L, gl = threadIdx.x % L;
+  for (int base = n0; base < n1; base += G) {  // uniform over the block: the shuffles below see every lane
+    const int n = base + g;
+    float acc[MT];
+#pragma unroll
+    for (int m = 0; m < MT; ++m) acc[m] = 0.f;
+    if (n < n1) {
+      const uint4* wr = reinterpret_cast<const uint4*>(w + int64_t(n) * K);
+#pragma unroll 8
+      for (int c = gl; c < C; c += L) {
+        const uint4 wv = __ldg(wr + c);
+#pragma unroll
+        for (int m = 0; m < MT; ++m)
+          if (m < M) acc[m] += dot16(wv, reinterpret_cast<const uint4*>(x + int64_t(m) * K)[c], T());
+      }
+    }
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+      for (int o = L / 2; o > 0; o >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], o);
+    if (n < n1 && gl == 0) epi(n, acc);
+  }
+}
+
+// Stage A: xs = norm(residual); xz rows [n0, n1) of in_proj; x rows through the conv step into xc.
+template <typename T, int MT>
+__device__ void stage_in_proj(const StepArgs& a, const StepLayer& w, T* xs, float* red, Slice rows) {
+  norm_rows<T, true>(a.residual, a.M, a.d_model, w.norm_w, w.norm_b, a.rms, a.eps, xs, a.d_model, red);
+  const int di = a.d_inner, dc = a.d_conv;
+  T* xc = static_cast<T*>(a.xc);
+  T* xz = static_cast<T*>(a.xz);
+  block_gemv<T, MT>(static_cast<const T*>(w.in_proj_w), a.d_model, rows.begin, rows.end, xs, a.M, a.L_in,
+                    [&](int n, const float (&acc)[MT]) {
+                      const float bv = w.in_proj_b ? w.in_proj_b[n] : 0.f;
+                      if (n < di) {
+                        const float cb = w.conv_b ? __ldg(w.conv_b + n) : 0.f;
+#pragma unroll
+                        for (int m = 0; m < MT; ++m) {
+                          if (m < a.M) {
+                            float* st = w.conv_state + (int64_t(m) * di + n) * dc;
+                            xc[int64_t(m) * di + n] = from_f<T>(conv_step<T>(st, w.conv_w + int64_t(n) * dc, cb, dc,
+                                                                             acc[m] + bv));
+                          }
+                        }
+                      } else {
+#pragma unroll
+                        for (int m = 0; m < MT; ++m)
+                          if (m < a.M) xz[int64_t(m) * 2 * di + n] = from_f<T>(acc[m] + bv);
+                      }
+                    });
+}
+
+// Stage B: xdbl rows [r0, r1) = x_proj(xc); the warps of the block split K, partial sums meet in shared memory.
+template <typename T, int MT>
+__device__ void stage_x_proj(const StepArgs& a, const StepLayer& w, float (*part)[MT], Slice rows) {
+  const int nr = rows.end - rows.begin;
+  if (nr <= 0) return;  // uniform over the block
+  constexpr int VEC = Vec<T>::n;
+  const int K = a.d_inner, C = K / VEC, nx = a.dt_rank + 2 * a.d_state;
+  const int S = max(1, kStepWarps / nr), per_pass = kStepWarps / S;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const T* xc = static_cast<const T*>(a.xc);
+  const T* W = static_cast<const T*>(w.x_proj_w);
+  for (int base = 0; base < nr; base += per_pass) {
+    const int j = base + warp / S, ks = warp % S;
+    float acc[MT];
+#pragma unroll
+    for (int m = 0; m < MT; ++m) acc[m] = 0.f;
+    if (warp / S < per_pass && j < nr) {
+      const uint4* wr = reinterpret_cast<const uint4*>(W + int64_t(rows.begin + j) * K);
+      const int lo = int(int64_t(C) * ks / S), hi = int(int64_t(C) * (ks + 1) / S);
+#pragma unroll 4
+      for (int c = lo + lane; c < hi; c += 32) {
+        const uint4 wv = __ldg(wr + c);
+#pragma unroll
+        for (int m = 0; m < MT; ++m)
+          if (m < a.M) acc[m] += dot16(wv, __ldcg(reinterpret_cast<const uint4*>(xc + int64_t(m) * K) + c), T());
+      }
+    }
+#pragma unroll
+    for (int m = 0; m < MT; ++m) acc[m] = warp_sum(acc[m]);
+    if (lane == 0) {
+#pragma unroll
+      for (int m = 0; m < MT; ++m) part[warp][m] = acc[m];
+    }
+    __syncthreads();
+    if (threadIdx.x < per_pass * a.M) {
+      const int js = threadIdx.x / a.M, m = threadIdx.x % a.M, jj = base + js;
+      if (jj < nr) {
+        float s = 0.f;
+        for (int k = 0; k < S; ++k) s += part[js * S + k][m];
+        static_cast<T*>(a.xdbl)[int64_t(m) * nx + rows.begin + jj] = from_f<T>(s);
+      }
+    }
+    __syncthreads();
+  }
+}
+
+// Stage C: for channels [c0, c1) and every row: dt = dt_proj(xdbl[:dt_rank]) (rounded), delta = softplus(dt + b),
+// the scan step over 4 lanes, y = (C.h + D x) * silu(z).
+template <typename T, int MT>
+__device__ void stage_scan(const StepArgs& a, const StepLayer& w, float* xd, Slice ch) {
+  const int nc = ch.end - ch.begin;
+  if (nc <= 0) return;  // uniform over the block
+  const int M = a.M, di = a.d_inner, ds = a.d_state, r = a.dt_rank, nx = r + 2 * ds, nq = ds / 16;
+  const T* xdbl = static_cast<const T*>(a.xdbl);
+  for (int i = threadIdx.x; i < M * nx; i += kStepThreads) xd[i] = to_f(__ldcg(xdbl + i));
+  __syncthreads();
+  const T* xc = static_cast<const T*>(a.xc);
+  const T* xz = static_cast<const T*>(a.xz);
+  const int q = threadIdx.x & 3, units = M * nc;
+  for (int u0 = 0; u0 < units; u0 += kStepThreads / 4) {  // uniform: the 4-lane shuffles see every lane
+    const int u = u0 + threadIdx.x / 4;
+    const bool active = u < units;
+    const int m = active ? u / nc : 0, c = ch.begin + (active ? u % nc : 0);
+    const float* xr = xd + m * nx;
+    const T* wr = static_cast<const T*>(w.dt_proj_w) + int64_t(c) * r;
+    float s = 0.f;
+    if (a.dt_vec) {
+      constexpr int VEC = Vec<T>::n;
+      for (int j = q; j < r / VEC; j += 4) s += dot16f(__ldg(reinterpret_cast<const uint4*>(wr) + j), xr + j * VEC, T());
+    } else {
+      for (int j = q; j < r; j += 4) s += to_f(wr[j]) * xr[j];
+    }
+    s += __shfl_xor_sync(0xffffffffu, s, 1);
+    s += __shfl_xor_sync(0xffffffffu, s, 2);
+    const float delta = softplus(to_f(from_f<T>(s)) + (w.dt_bias ? w.dt_bias[c] : 0.f));
+    const float xv = to_f(__ldcg(xc + int64_t(m) * di + c));
+    const float acc = scan_step_4lanes(delta, delta * xv, w.A + int64_t(c) * ds, w.ssm_state + (int64_t(m) * di + c) * ds,
+                                       xr + r, xr + r + ds, q, nq, active);
+    if (active && q == 0) {
+      float out = acc + (w.D ? w.D[c] : 0.f) * xv;
+      out *= silu(to_f(__ldcg(xz + int64_t(m) * 2 * di + di + c)));
+      static_cast<T*>(a.y)[int64_t(m) * di + c] = from_f<T>(out);
+    }
+  }
+}
+
+// Stage D: residual rows... residual[:, n] += out_proj(y)[:, n] for rows [n0, n1) (y staged in shared memory).
+template <typename T, int MT>
+__device__ void stage_out_proj(const StepArgs& a, const StepLayer& w, T* ys, Slice rows) {
+  if (rows.end <= rows.begin) return;  // uniform over the block
+  const int di = a.d_inner, d = a.d_model;
+  const int n16 = a.M * di / Vec<T>::n;
+  for (int i = threadIdx.x; i < n16; i += kStepThreads)
+    reinterpret_cast<uint4*>(ys)[i] = __ldcg(reinterpret_cast<const uint4*>(a.y) + i);
+  __syncthreads();
+  block_gemv<T, MT>(static_cast<const T*>(w.out_proj_w), di, rows.begin, rows.end, ys, a.M, a.L_out,
+                    [&](int n, const float (&acc)[MT]) {
+                      const float bv = w.out_proj_b ? w.out_proj_b[n] : 0.f;
+#pragma unroll
+                      for (int m = 0; m < MT; ++m) {
+                        if (m < a.M) {
+                          float* res = a.residual + int64_t(m) * d + n;
+                          *res = __ldcg(res) + to_f(from_f<T>(acc[m] + bv));
+                        }
+                      }
+                    });
+}
+
+template <typename T, int MT>
+__global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __grid_constant__ StepArgs a) {
+  extern __shared__ uint4 step_smem[];  // A: normed rows (M, d_model); C: xdbl (M, nx) fp32; D: y (M, d_inner)
+  __shared__ float red[32];
+  __shared__ float part[kStepWarps][MT];
+  T* xs = reinterpret_cast<T*>(step_smem);
+  const int nb = gridDim.x, b = blockIdx.x;
+  const int di = a.d_inner, d = a.d_model, nx = a.dt_rank + 2 * a.d_state;
+  const size_t es = sizeof(T);
+  const Slice in_rows = slice_of(2 * di, nb, b), out_rows = slice_of(d, nb, b), ch = slice_of(di, nb, b);
+  const int xr_per = (nx + nb - 1) / nb;
+  const Slice x_rows = {min(nx, b * xr_per), min(nx, (b + 1) * xr_per)};
+  auto capped = [](int64_t cap, int64_t bytes) { return bytes < cap ? bytes : cap; };
+  auto in_slice = [&](const StepLayer& w, int64_t cap) {
+    prefetch_range(static_cast<const char*>(w.in_proj_w) + int64_t(in_rows.begin) * d * es,
+                   capped(cap, int64_t(in_rows.end - in_rows.begin) * d * es));
+  };
+  in_slice(a.layer[0], a.prefetch_in);
+  for (int l = 0; l < a.n_layers; ++l) {
+    const StepLayer& w = a.layer[l];
+    stage_in_proj<T, MT>(a, w, xs, red, in_rows);
+    // Coming up: x_proj rows, dt_proj rows and A of this block's channels, then the out_proj slice.
+    prefetch_range(static_cast<const char*>(w.x_proj_w) + int64_t(x_rows.begin) * di * es,
+                   int64_t(x_rows.end - x_rows.begin) * di * es);
+    prefetch_range(static_cast<const char*>(w.dt_proj_w) + int64_t(ch.begin) * a.dt_rank * es,
+                   int64_t(ch.end - ch.begin) * a.dt_rank * es);
+    prefetch_range(w.A + int64_t(ch.begin) * a.d_state, int64_t(ch.end - ch.begin) * a.d_state * 4);
+    prefetch_range(static_cast<const char*>(w.out_proj_w) + int64_t(out_rows.begin) * di * es,
+                   capped(a.prefetch_out, int64_t(out_rows.end - out_rows.begin) * di * es));
+    grid_barrier(a.barrier);
+    stage_x_proj<T, MT>(a, w, part, x_rows);
+    grid_barrier(a.barrier);
+    stage_scan<T, MT>(a, w, reinterpret_cast<float*>(step_smem), ch);
+    grid_barrier(a.barrier);
+    stage_out_proj<T, MT>(a, w, xs, out_rows);
+    if (l + 1 < a.n_layers) {
+      in_slice(a.layer[l + 1], a.prefetch_in);
+      grid_barrier(a.barrier);
+    }
+  }
+}
+
+int step_batch_template(int64_t M) { return M <= 1 ? 1 : M <= 2 ? 2 : M <= 4 ? 4 : 8; }
+
+// Lanes per row so that one pass of the block covers its rows (at least 4 lanes, at most 32).
+int lanes_for(int64_t rows_per_block) {
+  int L = 32;
+  while (L > 4 && int64_t(kStepThreads / L) < rows_per_block) L /= 2;
+  return L;
+}
+
+size_t step_smem_bytes(const DecodeLayerParams& p) {
+  const size_t es = dtype_size(p.act_dtype), M = size_t(p.batch);
+  return std::max({M * size_t(p.d_model) * es, M * size_t(p.d_inner) * es,
+                   M * size_t(p.dt_rank + 2 * p.d_state) * sizeof(float)});
+}
+
+template <typename T, int MT>
+void* kernel_of() { return reinterpret_cast<void*>(decode_step_kernel<T, MT>); }
+
+void* step_kernel(DType act, int64_t M) {
+  const int mt = step_batch_template(M);
+  void* k = nullptr;
+  MAMBART_DISPATCH_FLOAT(act, T, "decode_step",
+    k = mt == 1 ? kernel_of<T, 1>() : mt == 2 ? kernel_of<T, 2>() : mt == 4 ? kernel_of<T, 4>() : kernel_of<T, 8>());
+  return k;
+}
+
+int env_kb(const char* name, int dflt) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : dflt;
+}
+
+}  // namespace
+
+bool decode_step_applicable(const DecodeLayerParams* layers, int64_t n, int device, std::string* why) {
+  auto no = [why](const std::string& w) { *why = w; return false; };
+  if (n < 1) return no("no layers");
+  const DecodeLayerParams& p = layers[0];
+  if (p.batch < 1 || p.batch > kMaxStepBatch) return no("batch outside 1..8");
+  if (p.w_dtype != p.act_dtype || !is_float_compute(p.act_dtype)) return no("weight dtype != act dtype");
+  if (p.d_conv < 1 || p.d_conv > 8) return no("d_conv outside 1..8");
+  if (p.d_state % 16 != 0 || p.d_state > 64) return no("d_state not a multiple of 16 up to 64");
+  const int64_t es = int64_t(dtype_size(p.act_dtype));
+  if ((p.d_model * es) % 16 || (p.d_inner * es) % 16) return no("d_model or d_inner rows not 16-byte multiples");
+  if (p.d_model > (1 << 24) || p.d_inner > (1 << 24) || p.dt_rank > (1 << 20)) return no("sizes too large");
+  auto al = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+  for (int64_t i = 0; i < n; ++i) {
+    const DecodeLayerParams& q = layers[i];
+    if (q.batch != p.batch || q.d_model != p.d_model || q.d_inner != p.d_inner || q.d_state != p.d_state ||
+        q.dt_rank != p.dt_rank || q.d_conv != p.d_conv || q.rms != p.rms || q.eps != p.eps ||
+        q.w_dtype != p.w_dtype || q.act_dtype != p.act_dtype)
+      return no("layers differ in shape or dtype");
+    if (q.residual != p.residual || q.xz != p.xz || q.xc != p.xc || q.xdbl != p.xdbl || q.y != p.y)
+      return no("layers use different scratch buffers");
+    if (!al(q.in_proj_w) || !al(q.x_proj_w) || !al(q.out_proj_w) || !al(q.A) || !al(q.ssm_state) || !al(q.xz) ||
+        !al(q.xc) || !al(q.y))
+      return no("unaligned weights, state or scratch");
+  }
+  int coop = 0, max_smem = 0;
+  MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, device));
+  if (!coop) return no("the device has no cooperative launch");
+  MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  const size_t static_smem = sizeof(float) * (32 + kStepWarps * 8) + 64;
+  if (step_smem_bytes(p) + static_smem > size_t(max_smem)) return no("rows too long for shared memory");
+  return true;
+}
+
+void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* barrier, int num_sms,
+                        cudaStream_t stream) {
+  const DecodeLayerParams& p = layers[0];
+  const size_t smem = step_smem_bytes(p);
+  void* kernel = step_kernel(p.act_dtype, p.batch);
+  if (smem > (size_t(48) << 10))
+    MAMBART_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  int per_sm = 0;
+  MAMBART_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kStepThreads, smem));
+  if (per_sm < 1) throw_unsupported("decode_step", "the kernel does not fit on a multiprocessor");
+  const int nb = num_sms;  // one block per SM: every block is resident (cooperative launch checks it)
+
+  StepArgs a = {};
+  a.M = int(p.batch); a.d_model = int(p.d_model); a.d_inner = int(p.d_inner); a.d_state = int(p.d_state);
+  a.dt_rank = int(p.dt_rank); a.d_conv = int(p.d_conv); a.rms = p.rms ? 1 : 0; a.eps = p.eps;
+  a.L_in = lanes_for((2 * p.d_inner + nb - 1) / nb);
+  a.L_out = lanes_for((p.d_model + nb - 1) / nb);
+  const int64_t es = int64_t(dtype_size(p.act_dtype));
+  a.dt_vec = (p.dt_rank * es) % 16 == 0 ? 1 : 0;
+  for (int64_t i = 0; i < n; ++i)
+    if (reinterpret_cast<uintptr_t>(layers[i].dt_proj_w) % 16) a.dt_vec = 0;
+  // MAMBART_STEP_PREFETCH_IN_KB / _OUT_KB: bytes of weights asked of L2 ahead of their stage (tuning knobs).
+  a.prefetch_in = env_kb("MAMBART_STEP_PREFETCH_IN_KB", 64) << 10;
+  a.prefetch_out = env_kb("MAMBART_STEP_PREFETCH_OUT_KB", 128) << 10;
+  a.residual = p.residual; a.xz = p.xz; a.xc = p.xc; a.xdbl = p.xdbl; a.y = p.y; a.barrier = barrier;
+
+  for (int64_t l0 = 0; l0 < n; l0 += kMaxStepLayers) {
+    a.n_layers = int(std::min<int64_t>(kMaxStepLayers, n - l0));
+    for (int i = 0; i < a.n_layers; ++i) {
+      const DecodeLayerParams& q = layers[l0 + i];
+      StepLayer& s = a.layer[i];
+      s.norm_w = q.norm_w; s.norm_b = q.norm_b; s.in_proj_w = q.in_proj_w; s.in_proj_b = q.in_proj_b;
+      s.conv_w = q.conv_w; s.conv_b = q.conv_b; s.x_proj_w = q.x_proj_w; s.dt_proj_w = q.dt_proj_w;
+      s.dt_bias = q.dt_bias; s.A = q.A; s.D = q.D; s.out_proj_w = q.out_proj_w; s.out_proj_b = q.out_proj_b;
+      s.conv_state = q.conv_state; s.ssm_state = q.ssm_state;
+    }
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(unsigned(nb));
+    cfg.blockDim = dim3(kStepThreads);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeCooperative;
+    attr[0].val.cooperative = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    void* args[] = {&a};
+    MAMBART_CUDA_CHECK(cudaLaunchKernelExC(&cfg, kernel, args));
+    MAMBART_CUDA_CHECK_LAUNCH("decode_step");
+  }
+}
+
+}  // namespace cuda
+}  // namespace mambart

@@ -1,0 +1,22 @@
+// The persistent decode step of the CUDA backend: all layers of one decode step in one cooperative kernel
+// (decode_step.cu). Backs Backend::decode_layers.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "ops.h"
+
+namespace mambart {
+namespace cuda {
+
+// Whether the persistent kernel serves these layers on `device` (else the backend runs them one by one);
+// `why` says why not.
+bool decode_step_applicable(const DecodeLayerParams* layers, int64_t n, int device, std::string* why);
+// Runs the layers in order (one launch per 128 layers). `barrier`: one zeroed word of device memory owned by
+// the stream's backend (the kernels leave it as they found it).
+void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* barrier, int num_sms,
+                        cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace mambart
