@@ -305,14 +305,16 @@ void run_chunks(State& st, int64_t row0, const int32_t* ids, const float* embeds
   }
 }
 
-}  // namespace
-
-void forward(State& st, int64_t row0, const int32_t* ids, const float* embeds, int64_t batch, int64_t seqlen,
-             Output mode, float* out, const std::function<bool()>& interrupted) {
+// forward() and forward_to_backend(): `out` is host memory (out_in_backend false) or the backend's (true). Into
+// backend memory, lm_head writes the logits in place (one matmul per row and chunk); into host memory, they go
+// through the workspace in blocks of kLogitBlock rows (the workspace stays small whatever the prompt length).
+void forward_impl(State& st, int64_t row0, const int32_t* ids, const float* embeds, int64_t batch, int64_t seqlen,
+                  Output mode, float* out, bool out_in_backend, const std::function<bool()>& interrupted) {
   const Model& m = st.model();
   const int64_t d = m.config().d_model, V = m.config().vocab_size;
-  constexpr int64_t kLogitBlock = 64;  // rows of logits computed at a time for AllLogits
-  const int64_t logit_rows = mode == Output::AllLogits ? kLogitBlock : mode == Output::LastLogits ? batch : 0;
+  constexpr int64_t kLogitBlock = 64;  // rows of logits computed at a time for AllLogits into host memory
+  const int64_t logit_rows =
+      out_in_backend ? 0 : mode == Output::AllLogits ? kLogitBlock : mode == Output::LastLogits ? batch : 0;
   const size_t a = dtype_size(m.act_dtype());
   run_chunks(st, row0, ids, embeds, batch, seqlen, logit_rows, interrupted,
              [&](Workspace& ws, int64_t t0, int64_t L, bool last) {
@@ -327,24 +329,46 @@ void forward(State& st, int64_t row0, const int32_t* ids, const float* embeds, i
                    if (last) download_f32(m, normed + (L - 1) * d * int64_t(a), L * d, batch, d, out, d);
                    break;
                  case Output::LastLogits:
-                   if (last) {
+                   if (!last) break;
+                   if (out_in_backend) {
+                     lm_head(m, normed + (L - 1) * d * int64_t(a), L * d, batch, out);  // (batch, vocab)
+                   } else {
                      lm_head(m, normed + (L - 1) * d * int64_t(a), L * d, batch, ws.logits.as<float>());
                      m.backend().copy_to_host(out, ws.logits.get(), size_t(batch * V) * 4);
                    }
                    break;
                  case Output::AllLogits:
-                   for (int64_t b = 0; b < batch; ++b)
+                   for (int64_t b = 0; b < batch; ++b) {
+                     if (out_in_backend) {  // rows t0 .. t0 + L of sequence b: (L, vocab)
+                       lm_head(m, normed + b * L * d * int64_t(a), d, L, out + (b * seqlen + t0) * V);
+                       continue;
+                     }
                      for (int64_t i = 0; i < L; i += kLogitBlock) {
                        const int64_t n = std::min(kLogitBlock, L - i);
                        lm_head(m, normed + (b * L + i) * d * int64_t(a), d, n, ws.logits.as<float>());
                        m.backend().copy_to_host(out + (b * seqlen + t0 + i) * V, ws.logits.get(),
                                                 size_t(n * V) * 4);
                      }
+                   }
                    break;
                }
              });
   m.backend().synchronize();
   if (row0 == 0 && batch == st.batch()) st.n_tokens += seqlen;
+}
+
+}  // namespace
+
+void forward(State& st, int64_t row0, const int32_t* ids, const float* embeds, int64_t batch, int64_t seqlen,
+             Output mode, float* out, const std::function<bool()>& interrupted) {
+  forward_impl(st, row0, ids, embeds, batch, seqlen, mode, out, false, interrupted);
+}
+
+void forward_to_backend(State& st, int64_t row0, const int32_t* ids, const float* embeds, int64_t batch,
+                        int64_t seqlen, Output mode, float* out, const std::function<bool()>& interrupted) {
+  MAMBART_CHECK(mode == Output::None || mode == Output::LastLogits || mode == Output::AllLogits, InvalidArgument,
+                "output in device memory is available for logits only (not hidden states)");
+  forward_impl(st, row0, ids, embeds, batch, seqlen, mode, out, true, interrupted);
 }
 
 std::vector<int32_t> generate(State& st, const std::vector<const int32_t*>& prompts,

@@ -58,6 +58,12 @@ enum class Output { None, LastLogits, AllLogits, LastHidden, AllHidden };
 void forward(State& state, int64_t row0, const int32_t* ids, const float* embeds, int64_t batch, int64_t seqlen,
              Output mode, float* out, const std::function<bool()>& interrupted = nullptr);
 
+// forward() with `out` in the model backend's memory (e.g. a Buffer of that backend): lm_head writes the logits
+// there directly, they never cross to the host. Modes None, LastLogits and AllLogits only (InvalidArgument
+// otherwise). Returns after the backend synchronized: `out` is ready for a reader on any stream.
+void forward_to_backend(State& state, int64_t row0, const int32_t* ids, const float* embeds, int64_t batch,
+                        int64_t seqlen, Output mode, float* out, const std::function<bool()>& interrupted = nullptr);
+
 struct GenerateOptions {
   int64_t max_new_tokens = 20;
   float temperature = 0.f;

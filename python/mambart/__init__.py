@@ -7,7 +7,8 @@
 The package needs only numpy at run time (never torch).
 """
 from ._core import cuda_available
+from ._device import DeviceArray
 from .session import Config, Session, State
 
 __version__ = "0.1.0"
-__all__ = ["Session", "State", "Config", "cuda_available", "__version__"]
+__all__ = ["Session", "State", "Config", "DeviceArray", "cuda_available", "__version__"]

@@ -65,4 +65,22 @@ class State:
 
 def forward(state: State, ids: object | None, embeds: object | None, row0: int = 0, mode: str = 'all') -> NDArray[numpy.float32]: ...
 
+def forward_device(state: State, ids: object | None, embeds: object | None, row0: int = 0, mode: str = 'all', drop_batch: bool = False) -> object:
+    """
+    forward() into a new buffer in the backend's memory: numpy on host backends, a DLPack array on CUDA.
+    """
+
+def dlpack_cuda_to_host(array: Annotated[NDArray, dict(writable=False)]) -> tuple:
+    """
+    Copies a DLPack array in CUDA memory to the host: (uint8 bytes, shape, (dtype code, bits, lanes)).
+    """
+
+def data_ptr(array: Annotated[NDArray, dict(writable=False)]) -> int:
+    """The address of the first element of any DLPack array (host or device)."""
+
+def cuda_to_host(ptr: int, shape: Sequence[int], strides: Sequence[int], itemsize: int, stream: int = 0) -> NDArray[numpy.uint8]:
+    """
+    Copies a strided array in CUDA memory (strides in bytes) to C-contiguous host bytes (uint8).
+    """
+
 def generate(state: State, prompts: Sequence[Annotated[NDArray[numpy.int32], dict(shape=(None, None), order='C', device='cpu', writable=False)]], max_new_tokens: int, temperature: float, top_k: int, top_p: float, min_p: float, repetition_penalty: float, seed: int, stop_tokens: Sequence[int], callback: object | None) -> NDArray[numpy.int32]: ...

@@ -1,7 +1,10 @@
-"""Validation and conversion of token-id inputs (lists, numpy arrays, ragged lists of rows)."""
+"""Validation and conversion of token-id inputs (lists, numpy arrays, host or CUDA arrays through DLPack or
+__cuda_array_interface__, ragged lists of rows)."""
 from __future__ import annotations
 
 import numpy as np
+
+from ._device import cuda_ids_to_host
 
 _INT32_MAX = 2**31 - 1
 
@@ -10,12 +13,15 @@ def as_id_array(ids, name: str = "ids") -> np.ndarray:
     """Returns a C-contiguous int32 array of ndim 1 or 2, or raises TypeError/ValueError naming the problem."""
     if isinstance(ids, (str, bytes)):
         raise TypeError(f"{name} must be integer token ids, got {type(ids).__name__} (pass text through a tokenizer)")
-    if not isinstance(ids, np.ndarray) and hasattr(ids, "__dlpack__") and not hasattr(ids, "__array__"):
+    on_host = cuda_ids_to_host(ids, name)  # ids in CUDA memory: copied to the host (they are small)
+    if on_host is not None:
+        ids = on_host
+    elif not isinstance(ids, np.ndarray) and hasattr(ids, "__dlpack__") and not hasattr(ids, "__array__"):
         try:  # any host array exporting DLPack (JAX/CuPy/torch CPU tensors...), without a copy where possible
             ids = np.from_dlpack(ids)
         except (BufferError, RuntimeError, TypeError, ValueError) as e:
             raise ValueError(f"{name}: cannot read a DLPack array from {type(ids).__name__} in host memory ({e}); "
-                             "pass token ids in host memory") from None
+                             "pass token ids in host or CUDA memory") from None
     arr = np.asarray(ids)
     if arr.dtype == object:
         raise ValueError(f"{name} must be a rectangular array of integers; for rows of different lengths pass a list of 1-D arrays")

@@ -15,6 +15,7 @@ from typing import Iterator, Optional, Sequence, Union
 import numpy as np
 
 from . import _core
+from ._device import DeviceArray
 from ._ids import as_id_array, as_rows, is_ragged
 
 IdsLike = Union[Sequence[int], Sequence[Sequence[int]], np.ndarray, str]
@@ -215,23 +216,43 @@ class Session:
 
     # ---- forward ---------------------------------------------------------------------------------------
     def forward(self, ids: IdsLike = None, state: Optional[State] = None, *, inputs_embeds=None,
-                logits: str = "all"):
+                logits: str = "all", device_output: bool = False):
         """Runs the model over ids and returns float32 logits.
 
         ids (L,) -> (L, vocab); (B, L) -> (B, L, vocab); a list of 1-D rows of different lengths -> a list of
         (L_i, vocab). logits="last" keeps only the last position ((vocab,), (B, vocab), list of (vocab,)).
         With `state`, continues from it and advances it; without, starts from zeros.
-        `inputs_embeds` (L, d_model) or (B, L, d_model) float32 replaces ids.
+        `inputs_embeds` (L, d_model) or (B, L, d_model) float32 replaces ids. ids may also be arrays in CUDA memory
+        (torch.cuda, CuPy, JAX, Numba: DLPack or __cuda_array_interface__); they are copied to the host.
+
+        device_output=True leaves the logits in the session's device memory, with the same shapes: on CUDA a
+        `DeviceArray` that torch/CuPy/JAX take without a copy through DLPack (`torch.from_dlpack(out)`); on the
+        CPU the numpy array (host memory is the CPU backend's memory; numpy speaks DLPack too). Rows of different
+        lengths give a list of per-row arrays, never stacked.
         """
         if logits not in ("all", "last"):
             raise ValueError(f"logits must be 'all' or 'last', got {logits!r}")
-        return self._run(ids, state, inputs_embeds, logits)
+        return self._run(ids, state, inputs_embeds, logits, bool(device_output))
 
     def embed(self, ids: IdsLike, state: Optional[State] = None) -> np.ndarray:
         """Final hidden states (after the last norm): (L, d_model) or (B, L, d_model) float32."""
         return self._run(ids, state, None, "hidden_all")
 
-    def _run(self, ids, state, inputs_embeds, mode):
+    def _forward_core(self, st: State, ids, emb, row0: int, mode: str, device: bool, drop_batch: bool):
+        """One core forward call over (B, L) ids or (B, L, d_model) embeddings; drop_batch: the input was 1-D."""
+        if not device:
+            out = _core.forward(st._core, ids, emb, row0, mode)
+            return out[0] if drop_batch else out
+        out = _core.forward_device(st._core, ids, emb, row0, mode, drop_batch)
+        if isinstance(out, np.ndarray):  # a host backend: its memory is host memory
+            return out
+        B, L = (ids if ids is not None else emb).shape[:2]
+        V = self.config.vocab_size
+        shape = (B, L, V) if mode == "all" else (B, V)
+        shape = shape[1:] if drop_batch else shape
+        return DeviceArray(out, shape, self.device)
+
+    def _run(self, ids, state, inputs_embeds, mode, device: bool = False):
         if inputs_embeds is not None:
             if ids is not None:
                 raise ValueError("pass either ids or inputs_embeds, not both")
@@ -242,18 +263,19 @@ class Session:
             if emb.ndim != 3 or emb.shape[1] == 0 or emb.shape[0] == 0:
                 raise ValueError(f"inputs_embeds must have shape (L, d_model) or (B, L, d_model), got {emb.shape}")
             st = self._state_for(state, emb.shape[0])
-            out = _core.forward(st._core, None, emb, 0, mode)
-            return out[0] if single else out
+            return self._forward_core(st, None, emb, 0, mode, device, single)
         ids, _ = self._maybe_text(ids)
         if not is_ragged(ids):  # (L,) or (B, L): one call over the whole batch
             arr = as_id_array(ids)
             batch = arr[None] if arr.ndim == 1 else arr
-            out = _core.forward(self._state_for(state, batch.shape[0])._core, batch, None, 0, mode)
-            return out[0] if arr.ndim == 1 else out
+            return self._forward_core(self._state_for(state, batch.shape[0]), batch, None, 0, mode, device,
+                                      arr.ndim == 1)
         # rows of different lengths: each row runs on its own state row (exact, no padding)
         rows, _ = as_rows(ids)
         st = self._state_for(state, len(rows))
-        outs = [_core.forward(st._core, r, None, i, mode)[0] for i, r in enumerate(rows)]
+        outs = [self._forward_core(st, r, None, i, mode, device, True) for i, r in enumerate(rows)]
+        if device:
+            return outs
         return np.stack(outs) if len({r.shape[1] for r in rows}) == 1 else outs
 
     def score(self, ids: IdsLike) -> np.ndarray:

@@ -7,10 +7,13 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
 #include <atomic>
+#include <memory>
 #include <new>
 
 #include "bindings.h"
+#include "device_io.h"
 #include "error.h"
 #include "model.h"
 #include "session.h"
@@ -80,42 +83,58 @@ std::shared_ptr<Model> load_model(const std::string& path, const std::string& de
   return Model::load(path, opt);
 }
 
-nb::ndarray<nb::numpy, float> run_forward(State& st, nb::object ids_obj, nb::object embeds_obj, int64_t row0,
-                                          const std::string& mode) {
-  Output out_mode;
-  if (mode == "none") out_mode = Output::None;
-  else if (mode == "last") out_mode = Output::LastLogits;
-  else if (mode == "all") out_mode = Output::AllLogits;
-  else if (mode == "hidden_last") out_mode = Output::LastHidden;
-  else if (mode == "hidden_all") out_mode = Output::AllHidden;
-  else throw InvalidArgument("unknown output mode '" + mode + "'");
+Output parse_mode(const std::string& mode) {
+  if (mode == "none") return Output::None;
+  if (mode == "last") return Output::LastLogits;
+  if (mode == "all") return Output::AllLogits;
+  if (mode == "hidden_last") return Output::LastHidden;
+  if (mode == "hidden_all") return Output::AllHidden;
+  throw InvalidArgument("unknown output mode '" + mode + "'");
+}
+
+// The input of a forward call: host ids (batch, seqlen) int32 or embeddings (batch, seqlen, d_model) fp32, and the
+// shape of the output for a mode.
+struct ForwardArgs {
+  IdsArray ids_arr;
+  F32In3 emb_arr;
   const int32_t* ids = nullptr;
   const float* embeds = nullptr;
-  int64_t B, L;
-  if (!ids_obj.is_none()) {
-    IdsArray a = nb::cast<IdsArray>(ids_obj);
-    ids = a.data();
-    B = int64_t(a.shape(0));
-    L = int64_t(a.shape(1));
-  } else {
-    F32In3 e = nb::cast<F32In3>(embeds_obj);
-    MAMBART_CHECK(int64_t(e.shape(2)) == st.model().config().d_model, InvalidArgument, "inputs_embeds last dim is ",
-                  e.shape(2), ", expected d_model = ", st.model().config().d_model);
-    embeds = e.data();
-    B = int64_t(e.shape(0));
-    L = int64_t(e.shape(1));
-  }
-  const ModelConfig& c = st.model().config();
+  int64_t B = 0, L = 0;
+  Output mode = Output::None;
   std::vector<size_t> shape;
-  switch (out_mode) {
-    case Output::None: shape = {0}; break;
-    case Output::LastLogits: shape = {size_t(B), size_t(c.vocab_size)}; break;
-    case Output::AllLogits: shape = {size_t(B), size_t(L), size_t(c.vocab_size)}; break;
-    case Output::LastHidden: shape = {size_t(B), size_t(c.d_model)}; break;
-    case Output::AllHidden: shape = {size_t(B), size_t(L), size_t(c.d_model)}; break;
+  size_t elems = 1;
+
+  ForwardArgs(const State& st, nb::object ids_obj, nb::object embeds_obj, const std::string& mode_name)
+      : mode(parse_mode(mode_name)) {
+    const ModelConfig& c = st.model().config();
+    if (!ids_obj.is_none()) {
+      ids_arr = nb::cast<IdsArray>(ids_obj);
+      ids = ids_arr.data();
+      B = int64_t(ids_arr.shape(0));
+      L = int64_t(ids_arr.shape(1));
+    } else {
+      emb_arr = nb::cast<F32In3>(embeds_obj);
+      MAMBART_CHECK(int64_t(emb_arr.shape(2)) == c.d_model, InvalidArgument, "inputs_embeds last dim is ",
+                    emb_arr.shape(2), ", expected d_model = ", c.d_model);
+      embeds = emb_arr.data();
+      B = int64_t(emb_arr.shape(0));
+      L = int64_t(emb_arr.shape(1));
+    }
+    switch (mode) {
+      case Output::None: shape = {0}; break;
+      case Output::LastLogits: shape = {size_t(B), size_t(c.vocab_size)}; break;
+      case Output::AllLogits: shape = {size_t(B), size_t(L), size_t(c.vocab_size)}; break;
+      case Output::LastHidden: shape = {size_t(B), size_t(c.d_model)}; break;
+      case Output::AllHidden: shape = {size_t(B), size_t(L), size_t(c.d_model)}; break;
+    }
+    for (size_t s : shape) elems *= s;
   }
-  size_t n = 1;
-  for (size_t s : shape) n *= s;
+};
+
+nb::ndarray<nb::numpy, float> run_forward(State& st, nb::object ids_obj, nb::object embeds_obj, int64_t row0,
+                                          const std::string& mode) {
+  ForwardArgs f(st, ids_obj, embeds_obj, mode);
+  const size_t n = f.elems;
   // Large outputs (B * L * vocab floats) can fail to allocate: report it as MemoryError with the size.
   float* buf = new (std::nothrow) float[n ? n : 1];
   if (!buf) throw OutOfMemory(detail::cat("cannot allocate ", n * 4, " bytes for the output"), n * 4);
@@ -123,9 +142,75 @@ nb::ndarray<nb::numpy, float> run_forward(State& st, nb::object ids_obj, nb::obj
   {
     auto check = interrupt_checker();
     nb::gil_scoped_release release;
-    forward(st, row0, ids, embeds, B, L, out_mode, buf, check);
+    forward(st, row0, f.ids, f.embeds, f.B, f.L, f.mode, buf, check);
   }
-  return nb::ndarray<nb::numpy, float>(buf, shape.size(), shape.data(), owner);
+  return nb::ndarray<nb::numpy, float>(buf, f.shape.size(), f.shape.data(), owner);
+}
+
+// forward() into a fresh buffer in the backend's memory, handed out without a copy: a numpy array on host backends,
+// on CUDA a nanobind array that implements __dlpack__ / __dlpack_device__ (kDLCUDA, the device ordinal). The buffer
+// keeps the backend alive (not the model) and is freed when the last consumer drops it. drop_batch: the shape
+// leaves out the batch dimension (of size 1; for 1-D inputs).
+nb::object run_forward_device(State& st, nb::object ids_obj, nb::object embeds_obj, int64_t row0,
+                              const std::string& mode, bool drop_batch) {
+  ForwardArgs f(st, ids_obj, embeds_obj, mode);
+  if (drop_batch) {
+    MAMBART_CHECK(f.B == 1, InvalidArgument, "drop_batch needs a batch of 1, got ", f.B);
+    f.shape.erase(f.shape.begin());
+  }
+  auto buf = std::make_unique<SharedBuffer>(st.model().backend_ptr(), f.elems * sizeof(float));
+  {
+    auto check = interrupt_checker();
+    nb::gil_scoped_release release;
+    forward_to_backend(st, row0, f.ids, f.embeds, f.B, f.L, f.mode, buf->as<float>(), check);
+  }
+  float* data = buf->as<float>();
+  const int dev = cuda_device_of(buf->backend());
+  nb::capsule owner(buf.release(), [](void* p) noexcept { delete static_cast<SharedBuffer*>(p); });
+  if (dev < 0) return nb::cast(nb::ndarray<nb::numpy, float>(data, f.shape.size(), f.shape.data(), owner));
+  return nb::cast(nb::ndarray<float, nb::device::cuda>(data, f.shape.size(), f.shape.data(), owner, nullptr,
+                                                       nb::dtype<float>(), nb::device::cuda::value, dev));
+}
+
+// An array in CUDA memory from any DLPack producer (torch, CuPy, JAX) -> (host bytes, shape, (code, bits, lanes)):
+// a C-contiguous host copy as uint8 and the DLPack dtype, for the Python layer to view and validate.
+nb::tuple dlpack_cuda_to_host(nb::ndarray<nb::ro> a) {
+  const int dt = int(a.device_type());
+  MAMBART_CHECK(dt == nb::device::cuda::value || dt == nb::device::cuda_host::value ||
+                    dt == nb::device::cuda_managed::value,
+                InvalidArgument, "expected an array in CUDA memory, got DLPack device type ", dt);
+  const nb::dlpack::dtype t = a.dtype();
+  MAMBART_CHECK(t.bits % 8 == 0 && t.bits > 0 && t.lanes >= 1, InvalidArgument, "unsupported DLPack dtype (",
+                int(t.bits), " bits, ", int(t.lanes), " lanes)");
+  const size_t itemsize = size_t(t.bits / 8) * t.lanes;
+  std::vector<int64_t> shape(a.ndim()), strides(a.ndim());
+  for (size_t d = 0; d < a.ndim(); ++d) {
+    shape[d] = int64_t(a.shape(d));
+    strides[d] = a.stride(d) * int64_t(itemsize);
+  }
+  size_t nbytes = a.size() * itemsize;
+  auto* heap = new std::vector<uint8_t>(nbytes);
+  nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<uint8_t>*>(p); });
+  {
+    nb::gil_scoped_release release;
+    copy_from_cuda(heap->data(), a.data(), itemsize, shape, strides, 0);
+  }
+  nb::object bytes = nb::cast(nb::ndarray<nb::numpy, uint8_t>(heap->data(), 1, &nbytes, owner));
+  return nb::make_tuple(bytes, nb::tuple(nb::cast(shape)), nb::make_tuple(int(t.code), int(t.bits), int(t.lanes)));
+}
+
+// __cuda_array_interface__ fields -> a C-contiguous host copy as uint8 (prod(shape) * itemsize bytes).
+nb::ndarray<nb::numpy, uint8_t> cuda_to_host(uintptr_t ptr, std::vector<int64_t> shape, std::vector<int64_t> strides,
+                                             size_t itemsize, uintptr_t stream) {
+  size_t n = itemsize;
+  for (int64_t s : shape) n *= size_t(std::max<int64_t>(s, 0));
+  auto* heap = new std::vector<uint8_t>(n);
+  nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<uint8_t>*>(p); });
+  {
+    nb::gil_scoped_release release;
+    copy_from_cuda(heap->data(), reinterpret_cast<const void*>(ptr), itemsize, shape, strides, stream);
+  }
+  return nb::ndarray<nb::numpy, uint8_t>(heap->data(), 1, &n, owner);
 }
 
 nb::ndarray<nb::numpy, int32_t> run_generate(State& st, std::vector<IdsArray> prompts, int64_t max_new_tokens,
@@ -245,6 +330,15 @@ NB_MODULE(_core, m) {
       .def("set_arrays", &state_set, "conv"_a, "ssm"_a);
 
   m.def("forward", &run_forward, "state"_a, "ids"_a.none(), "embeds"_a.none(), "row0"_a = 0, "mode"_a = "all");
+  m.def("forward_device", &run_forward_device, "state"_a, "ids"_a.none(), "embeds"_a.none(), "row0"_a = 0,
+        "mode"_a = "all", "drop_batch"_a = false,
+        "forward() into a new buffer in the backend's memory: numpy on host backends, a DLPack array on CUDA.");
+  m.def("dlpack_cuda_to_host", &dlpack_cuda_to_host, "array"_a,
+        "Copies a DLPack array in CUDA memory to the host: (uint8 bytes, shape, (dtype code, bits, lanes)).");
+  m.def("data_ptr", [](nb::ndarray<nb::ro> a) { return reinterpret_cast<uintptr_t>(a.data()); }, "array"_a,
+        "The address of the first element of any DLPack array (host or device).");
+  m.def("cuda_to_host", &cuda_to_host, "ptr"_a, "shape"_a, "strides"_a, "itemsize"_a, "stream"_a = 0,
+        "Copies a strided array in CUDA memory (strides in bytes) to C-contiguous host bytes (uint8).");
   m.def("generate", &run_generate, "state"_a, "prompts"_a, "max_new_tokens"_a, "temperature"_a, "top_k"_a,
         "top_p"_a, "min_p"_a, "repetition_penalty"_a, "seed"_a, "stop_tokens"_a, "callback"_a.none());
 
