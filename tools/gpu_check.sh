@@ -36,7 +36,7 @@ if [[ " $STAGES " == *" build "* ]]; then
 fi
 if [[ " $STAGES " == *" test "* ]]; then
   t0=$(date +%s)
-  $PY -m pytest -q -rf --tb=short -p no:cacheprovider tests/test_cuda_kernels.py tests/test_cuda_e2e.py \
+  $PY -m pytest -q -rf --tb=short -p no:cacheprovider tests/test_cuda_kernels.py tests/test_cuda_e2e.py tests/test_cuda_interop.py \
       ${PYTEST_ARGS:-} -s 2>&1 | tee "$OUT/tests.log" | grep -E "^CUDA_PARITY|^FAILED|passed|failed|^E " | head -60
   [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "TESTS FAILED"; rc=1; }
   echo "tests: $(( $(date +%s) - t0 )) s"
