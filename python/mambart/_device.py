@@ -26,12 +26,18 @@ class DeviceArray:
     was synchronized), so consumers may read it on any stream.
     """
 
-    __slots__ = ("_nd", "shape", "device")
+    __slots__ = ("_owner", "_ptr", "_index", "shape", "device")
 
-    def __init__(self, nd, shape: Tuple[int, ...], device: str):
-        self._nd = nd  # nanobind ndarray exporting DLPack (kDLCUDA)
-        self.shape = tuple(shape)
-        self.device = device  # "cuda:N"
+    def __init__(self, owner, ptr: int, index: int, shape: Tuple[int, ...]):
+        self._owner = owner  # the core's handle of the device buffer
+        self._ptr = int(ptr)
+        self._index = int(index)
+        self.shape = tuple(int(s) for s in shape)
+        self.device = f"cuda:{self._index}"
+
+    def _view(self):
+        """A fresh DLPack export of the buffer (the capsule itself with older nanobind, else an exporter)."""
+        return _core.cuda_view(self._owner, self._ptr, list(self.shape), self._index)
 
     dtype = np.dtype(np.float32)
 
@@ -49,15 +55,23 @@ class DeviceArray:
 
     def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
         # The data is ready for any stream (see the class docstring), so `stream` needs no action.
-        return self._nd.__dlpack__(stream=stream, max_version=max_version, dl_device=dl_device, copy=copy)
+        v = self._view()
+        if not hasattr(v, "__dlpack__"):
+            return v
+        if max_version is None and dl_device is None and copy is None:
+            return v.__dlpack__()
+        try:
+            return v.__dlpack__(stream=stream, max_version=max_version, dl_device=dl_device, copy=copy)
+        except TypeError:  # an exporter that predates the versioned protocol
+            return v.__dlpack__()
 
     def __dlpack_device__(self):
-        return self._nd.__dlpack_device__()
+        return (2, self._index)  # kDLCUDA
 
     @property
     def data_ptr(self) -> int:
         """The device address of the first element (what torch's `data_ptr()` of a consumer returns)."""
-        return int(_core.data_ptr(self._nd))
+        return self._ptr
 
     @property
     def __cuda_array_interface__(self) -> dict:
@@ -67,7 +81,7 @@ class DeviceArray:
 
     def numpy(self) -> np.ndarray:
         """A host copy (numpy float32)."""
-        raw, shape, _ = _core.dlpack_cuda_to_host(self._nd)
+        raw, shape, _ = _core.dlpack_cuda_to_host(self._view())
         return raw.view(np.float32).reshape(self.shape)
 
     def __len__(self) -> int:

@@ -250,7 +250,8 @@ class Session:
         V = self.config.vocab_size
         shape = (B, L, V) if mode == "all" else (B, V)
         shape = shape[1:] if drop_batch else shape
-        return DeviceArray(out, shape, self.device)
+        owner, ptr, index = out
+        return DeviceArray(owner, ptr, index, shape)
 
     def _run(self, ids, state, inputs_embeds, mode, device: bool = False):
         if inputs_embeds is not None:

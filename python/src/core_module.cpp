@@ -168,8 +168,16 @@ nb::object run_forward_device(State& st, nb::object ids_obj, nb::object embeds_o
   const int dev = cuda_device_of(buf->backend());
   nb::capsule owner(buf.release(), [](void* p) noexcept { delete static_cast<SharedBuffer*>(p); });
   if (dev < 0) return nb::cast(nb::ndarray<nb::numpy, float>(data, f.shape.size(), f.shape.data(), owner));
-  return nb::cast(nb::ndarray<float, nb::device::cuda>(data, f.shape.size(), f.shape.data(), owner, nullptr,
-                                                       nb::dtype<float>(), nb::device::cuda::value, dev));
+  return nb::make_tuple(owner, reinterpret_cast<uintptr_t>(data), dev);
+}
+
+// A DLPack export (kDLCUDA) of float32 memory at `ptr` kept alive by `owner`: made afresh for every __dlpack__
+// call (a DLPack capsule is consumed once). Depending on the nanobind version it is the capsule itself or an
+// object with __dlpack__.
+nb::object cuda_view(nb::object owner, uintptr_t ptr, std::vector<size_t> shape, int dev) {
+  return nb::cast(nb::ndarray<float, nb::device::cuda>(reinterpret_cast<float*>(ptr), shape.size(), shape.data(),
+                                                       owner, nullptr, nb::dtype<float>(), nb::device::cuda::value,
+                                                       dev));
 }
 
 // An array in CUDA memory from any DLPack producer (torch, CuPy, JAX) -> (host bytes, shape, (code, bits, lanes)):
@@ -335,6 +343,8 @@ NB_MODULE(_core, m) {
         "forward() into a new buffer in the backend's memory: numpy on host backends, a DLPack array on CUDA.");
   m.def("dlpack_cuda_to_host", &dlpack_cuda_to_host, "array"_a,
         "Copies a DLPack array in CUDA memory to the host: (uint8 bytes, shape, (dtype code, bits, lanes)).");
+  m.def("cuda_view", &cuda_view, "owner"_a, "ptr"_a, "shape"_a, "device"_a,
+        "A fresh DLPack export of float32 CUDA memory owned by `owner` (DeviceArray.__dlpack__).");
   m.def("data_ptr", [](nb::ndarray<nb::ro> a) { return reinterpret_cast<uintptr_t>(a.data()); }, "array"_a,
         "The address of the first element of any DLPack array (host or device).");
   m.def("cuda_to_host", &cuda_to_host, "ptr"_a, "shape"_a, "strides"_a, "itemsize"_a, "stream"_a = 0,
