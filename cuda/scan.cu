@@ -1,13 +1,25 @@
 // Selective scan (prefill and decode), continuing from and updating ssm_state (batch, d_inner, d_state):
 //   delta = softplus(dt + dt_bias);  h = exp(delta * A) * h + delta * B_t * x_t;  y_t = (h . C_t + D x_t) * silu(z_t)
-// One thread per (batch, channel, sub-chunk of time) with the d_state loop in registers. With TY > 1 sub-chunks
-// per channel the sequence is scanned in parallel over time:
-//   pass 1: each sub-chunk scans from h = 0 and keeps its end state h_loc and sum(delta) in shared memory;
-//   combine: sub-chunk j starts from h_j = exp(A * sum_delta_{j-1}) * h_{j-1} + h_loc_{j-1} (the decay over a
-//            sub-chunk is exp(A * sum delta) since A is constant in time);
-//   pass 2: each sub-chunk rescans from its true start state and writes y; the last one writes the state.
-// MAXS (>= d_state) is a template parameter: 16, 32 or 64.
+//
+// Prefill (seqlen > 1): one pass, sequential in time per channel. The cost is one exp per (token, channel, state)
+// (MUFU, 16 per clock per SM: the floor, ~0.09 ms for 4096 tokens x 5120 channels x 16 states on an H100) plus
+// ~4 FP32 ops; everything else is arranged so that it stays small next to that:
+//  - d_state is split over L lanes per channel (L = 4, 8 or 16; each lane keeps NS = MAXS / L states and its
+//    A * log2(e) in registers); exp is one ex2.approx per state. Padded states (d_state < MAXS) have A = B = C = 0.
+//  - The block (128 threads = CB channels x L lanes, CB = 128 / L) walks time in tiles of T tokens. Each tile is
+//    staged in shared memory once: delta = softplus(dt + dt_bias) and delta * x per (token, channel) (computed once,
+//    not once per lane; accurate log1pf as in decode), D * x and silu(z) for the output, and the B/C rows (shared by all channels of the block).
+//    The global loads of tile k + 1 are issued into registers before the scan of tile k and stored after it, so
+//    their latency hides behind the scan. Padded tokens and channels get delta = 0, B = C = 0: h passes unchanged.
+//  - Each lane writes its partial h . C per token to shared memory (one store instead of log2(L) shuffles); after
+//    the tile, the same threads that staged (token, channel) pairs sum the L partials, apply D and the gate and
+//    store y row-wise (coalesced). Two barriers per tile (shared-memory roles below, in prefill_kernel).
+//  - No time parallelism: a two-pass sub-chunked scan costs a second exp per state update, and the big shapes have
+//    enough channels. Instead L adapts to the parallelism (prefill_lanes): more lanes per channel (fewer states
+//    each, more per-token overhead) when batch * d_inner alone leaves the SM sub-partitions short of warps.
+// MAXS (>= d_state) is 16, 32 or 64. Decode (seqlen 1) has its own kernel below (scan_step_kernel).
 #include <algorithm>
+#include <cstdlib>
 
 #include "common.cuh"
 #include "kernels.h"
@@ -15,130 +27,212 @@
 namespace mambart {
 namespace cuda {
 
-// Loads B_t or C_t (d_state values) as floats: 16-byte loads when VEC (row 16-byte aligned, d_state a multiple
-// of 16 / sizeof(T)), else scalar loads.
-template <typename T, int MAXS, bool VEC>
-__device__ __forceinline__ void load_row(const T* __restrict__ p, int ds, float (&out)[MAXS]) {
-  if constexpr (VEC) {
-    constexpr int PER = 16 / sizeof(T);
-#pragma unroll
-    for (int s0 = 0; s0 < MAXS; s0 += PER) {
-      if (s0 < ds) {
-        const uint4 v = __ldg(reinterpret_cast<const uint4*>(p + s0));
-        const T* e = reinterpret_cast<const T*>(&v);
-#pragma unroll
-        for (int i = 0; i < PER; ++i) out[s0 + i] = to_f(e[i]);
-      } else {
-#pragma unroll
-        for (int i = 0; i < PER; ++i) out[s0 + i] = 0.f;
-      }
-    }
-  } else {
-#pragma unroll
-    for (int s = 0; s < MAXS; ++s) out[s] = s < ds ? to_f(p[s]) : 0.f;
-  }
+// 2^v in one MUFU.EX2 (results below 2^-126 flush to 0: harmless for a decay factor).
+__device__ __forceinline__ float ex2_fast(float v) {
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
+  return r;
 }
+constexpr float kLog2e = 1.4426950408889634f;
+// silu(z) = z * sigmoid(z) with a fast divide (2 ulp), once per (token, channel); -> 0 as z -> -inf. softplus is the
+// accurate one of common.cuh (log1pf), as in the decode kernel: delta's error feeds every state update.
+__device__ __forceinline__ float silu_fast(float v) { return __fdividef(v, 1.f + __expf(-v)); }
 
-// One token's inputs, loaded one step ahead of their use (software pipelining of the time loop).
-template <int MAXS>
-struct TokenIn {
-  float x, dt, z;
-  float B[MAXS], C[MAXS];
+// Tiling of the prefill kernel for MAXS (padded d_state) and NS states per lane.
+template <int MAXS, int NS>
+struct PrefillCfg {
+  static constexpr int kThreads = 128;                // 4 warps: one on each SM sub-partition
+  static constexpr int L = MAXS / NS;                 // lanes per channel
+  static constexpr int CB = kThreads / L;             // channels per block
+  static constexpr int T = NS >= 2 ? 128 / NS : 64;   // tokens per tile: T * NS = 64..128 state updates per lane
+  static constexpr int PER = T * CB / kThreads;       // (token, channel) pairs per thread when staging / storing y
+  static constexpr int BCPER = T * MAXS / kThreads;   // (token, state) pairs of B and C per thread when staging
+  static constexpr int CW = NS >= 2 ? 2 : 1;          // states per shared-memory chunk: float4 {B,C,B,C} or float2
+  static constexpr int NCH = NS / CW;                 // chunks per lane and token
+  // Shared memory (floats): bc (T, MAXS) x 2 | dd (T, CB) x 2 | ep (T, CB) x 2 | part (T, 128); see scan_prefill_kernel
+  static constexpr int kBc = 0, kDd = kBc + T * MAXS * 2, kEp = kDd + T * CB * 2, kPart = kEp + T * CB * 2;
+  static constexpr size_t kSmemBytes = size_t(kPart + T * kThreads) * sizeof(float);
+  static_assert(L >= 4 && L <= 16 && NS * L == MAXS, "lanes per channel");
+  static_assert(T % L == 0 && PER * kThreads == T * CB && BCPER * kThreads == T * MAXS, "tile");
+  static_assert(kDd % 4 == 0 && kEp % 4 == 0 && kPart % 4 == 0, "16-byte aligned sections");
 };
 
-// Threads per block (channels x sub-chunks): 512 for d_state <= 16 (128 registers), fewer for larger states.
-template <int MAXS>
-constexpr int scan_threads() { return MAXS <= 16 ? 512 : MAXS <= 32 ? 256 : 128; }
-
-template <typename T, int MAXS, bool VEC>
-__global__ void __launch_bounds__(scan_threads<MAXS>(), 1) scan_kernel(ScanParams p, int sub_len) {
-  pdl_wait();
-  extern __shared__ float sm[];  // TY > 1: h_loc (TY, MAXS, CB), sum_delta (TY, CB)
-  const int tx = threadIdx.x, ty = threadIdx.y, CB = blockDim.x, TY = blockDim.y;
-  const int64_t c = int64_t(blockIdx.x) * CB + tx;
+// Prefill scan. Grid (ceil(d_inner / CB), batch), 128 threads, PrefillCfg::kSmemBytes of dynamic shared memory.
+// Thread roles (tid = threadIdx.x):
+//   scan:   channel c0 + tid / L, lane q = tid % L with states q*NS .. q*NS+NS-1;
+//   io:     channel c0 + tid % CB, tile tokens tid / CB + j * L (j < PER): loads x/dt/z, stages dd/ep, stores y;
+//   bc:     state tid % MAXS, tile tokens tid / MAXS + j * (128 / MAXS) (j < BCPER): loads and stages B/C.
+// Shared memory per tile (single-buffered):
+//   bc   (T, MAXS) float2 {B, C}, in chunks of CW states: lane q's chunk k of token t at float2 index
+//        t*MAXS + (k*L + q)*CW, so the L lanes read L adjacent chunks (no bank conflicts);
+//   dd   (T, CB) float2 {delta, delta * x};   ep (T, CB) float2 {D * x, silu(z) or 1};
+//   part (T, 128) float: lane partial h . C_t.
+// Per tile k: [issue loads of tile k+1] scan(k): read bc/dd, write part | barrier | y(k): read part/ep |
+// stage(k+1): write bc/dd/ep | barrier. ep is read and written by the same thread for the same pairs, so it needs
+// no barrier of its own; bc/dd are last read before the first barrier, part is last read before the second.
+template <typename T, int MAXS, int NS>
+__global__ void __launch_bounds__(128) scan_prefill_kernel(ScanParams p) {
+  using Cfg = PrefillCfg<MAXS, NS>;
+  constexpr int L = Cfg::L, CB = Cfg::CB, TT = Cfg::T, NTH = Cfg::kThreads, PER = Cfg::PER, BCPER = Cfg::BCPER;
+  constexpr int CW = Cfg::CW, NCH = Cfg::NCH;
+  extern __shared__ __align__(16) float sm[];
+  const int tid = threadIdx.x;
   const int64_t b = blockIdx.y;
-  const bool active = c < p.d_inner;
-  const int64_t cc = active ? c : 0;  // inactive threads load channel 0 and write nothing
+  const int64_t c0 = int64_t(blockIdx.x) * CB;
   const int ds = int(p.d_state);
-  float* h_loc = sm;
-  float* sum_delta = sm + size_t(TY) * MAXS * CB;
+  const int64_t seqlen = p.seqlen;
 
-  float A[MAXS], h[MAXS];
+  // scan role
+  const int q = tid % L;
+  const int64_t c_scan = c0 + tid / L;
+  const bool scan_ok = c_scan < p.d_inner;
+  // io role
+  const int c_io_l = tid % CB, t_io = tid / CB;
+  const int64_t c_io = c0 + c_io_l;
+  const bool io_ok = c_io < p.d_inner;
+  // bc role: where state s_bc of tile token t goes in bc
+  const int s_bc = tid % MAXS, t_bc = tid / MAXS;
+  const int bc_pos = ((s_bc % NS) / CW * L + s_bc / NS) * CW + (s_bc % NS) % CW;
+
+  // Weights (never written by an earlier kernel) before the PDL wait.
+  float A2[NS];  // A * log2(e)   (NS,) of this lane
 #pragma unroll
-  for (int s = 0; s < MAXS; ++s) A[s] = s < ds ? p.A[cc * ds + s] : 0.f;
-  const float bias = p.dt_bias ? p.dt_bias[cc] : 0.f;
-  const float Dv = p.D ? p.D[cc] : 0.f;
-  const int64_t t0 = int64_t(ty) * sub_len;
-  const int64_t t1 = min(p.seqlen, t0 + sub_len);
-  const T* x = static_cast<const T*>(p.x) + b * p.x_batch_stride + cc;
-  const T* dt = static_cast<const T*>(p.dt) + b * p.dt_batch_stride + cc;
-  const T* Bm = static_cast<const T*>(p.B) + b * p.B_batch_stride;
-  const T* Cm = static_cast<const T*>(p.C) + b * p.C_batch_stride;
-  const T* z = p.z ? static_cast<const T*>(p.z) + b * p.z_batch_stride + cc : nullptr;
-  T* y = static_cast<T*>(p.y) + b * p.y_batch_stride + c;
+  for (int i = 0; i < NS; ++i) {
+    const int s = q * NS + i;
+    A2[i] = scan_ok && s < ds ? p.A[c_scan * ds + s] * kLog2e : 0.f;
+  }
+  const float bias = io_ok && p.dt_bias ? p.dt_bias[c_io] : 0.f;
+  const float Dv = io_ok && p.D ? p.D[c_io] : 0.f;
+  pdl_wait();
 
-  TokenIn<MAXS> in;
-  auto load = [&](int64_t t, bool with_c) {
-    in.x = to_f(x[t * p.x_token_stride]);
-    in.dt = to_f(dt[t * p.dt_token_stride]);
-    load_row<T, MAXS, VEC>(Bm + t * p.B_token_stride, ds, in.B);
-    if (with_c) {
-      load_row<T, MAXS, VEC>(Cm + t * p.C_token_stride, ds, in.C);
-      in.z = z ? to_f(z[t * p.z_token_stride]) : 0.f;
+  float* st = p.ssm_state + (b * p.d_inner + c_scan) * ds;  // (d_state,) of this channel; used only if scan_ok
+  float h[NS];
+#pragma unroll
+  for (int i = 0; i < NS; ++i) {
+    const int s = q * NS + i;
+    h[i] = scan_ok && s < ds ? st[s] : 0.f;
+  }
+
+  // Per-thread input pointers at the first token this thread loads in the next tile; each load advances them, so
+  // after a tile they have moved by T tokens.
+  const bool has_z = p.z != nullptr;
+  const T* xg = static_cast<const T*>(p.x) + b * p.x_batch_stride + c_io + t_io * p.x_token_stride;  // (b, t, d_inner)
+  const T* dtg = static_cast<const T*>(p.dt) + b * p.dt_batch_stride + c_io + t_io * p.dt_token_stride;
+  const T* zg = has_z ? static_cast<const T*>(p.z) + b * p.z_batch_stride + c_io + t_io * p.z_token_stride : xg;
+  const T* Bg = static_cast<const T*>(p.B) + b * p.B_batch_stride + s_bc + t_bc * p.B_token_stride;  // (b, t, d_state)
+  const T* Cg = static_cast<const T*>(p.C) + b * p.C_batch_stride + s_bc + t_bc * p.C_token_stride;
+  T* yg = static_cast<T*>(p.y) + b * p.y_batch_stride + c_io + t_io * p.y_token_stride;  // (b, t, d_inner)
+  const int64_t x_step = L * p.x_token_stride, dt_step = L * p.dt_token_stride;
+  const int64_t z_step = has_z ? L * p.z_token_stride : 0, y_step = L * p.y_token_stride;
+  const int64_t B_step = (NTH / MAXS) * p.B_token_stride, C_step = (NTH / MAXS) * p.C_token_stride;
+
+  // Raw inputs of the next tile, held in registers across the scan of the current one.
+  T rx[PER], rdt[PER], rz[PER], rB[BCPER], rC[BCPER];
+  const T zero = from_f<T>(0.f);
+  auto load_tile = [&](int n_valid) {  // tokens of the tile that exist (<= T)
+#pragma unroll
+    for (int j = 0; j < PER; ++j) {
+      const bool ok = io_ok && t_io + j * L < n_valid;
+      rx[j] = ok ? *xg : zero;
+      rdt[j] = ok ? *dtg : zero;
+      rz[j] = ok && has_z ? *zg : zero;
+      xg += x_step; dtg += dt_step; zg += z_step;
+    }
+#pragma unroll
+    for (int j = 0; j < BCPER; ++j) {
+      const bool ok = s_bc < ds && t_bc + j * (NTH / MAXS) < n_valid;
+      rB[j] = ok ? *Bg : zero;
+      rC[j] = ok ? *Cg : zero;
+      Bg += B_step; Cg += C_step;
+    }
+  };
+  auto stage_tile = [&](int n_valid) {
+    float2* dd = reinterpret_cast<float2*>(sm + Cfg::kDd);
+    float2* ep = reinterpret_cast<float2*>(sm + Cfg::kEp);
+    float2* bc = reinterpret_cast<float2*>(sm + Cfg::kBc);
+#pragma unroll
+    for (int j = 0; j < PER; ++j) {
+      const int ti = t_io + j * L;
+      const bool ok = io_ok && ti < n_valid;
+      const float xv = to_f(rx[j]);
+      // delta = softplus(dt + dt_bias); 0 on padding, so that h passes unchanged
+      const float delta = ok ? softplus(to_f(rdt[j]) + bias) : 0.f;
+      dd[ti * CB + c_io_l] = make_float2(delta, delta * xv);
+      ep[ti * CB + c_io_l] = make_float2(Dv * xv, has_z ? silu_fast(to_f(rz[j])) : 1.f);
+    }
+#pragma unroll
+    for (int j = 0; j < BCPER; ++j) {
+      const int ti = t_bc + j * (NTH / MAXS);
+      bc[ti * MAXS + bc_pos] = make_float2(to_f(rB[j]), to_f(rC[j]));
+    }
+  };
+  auto scan_tile = [&]() {
+    const float2* dd = reinterpret_cast<const float2*>(sm + Cfg::kDd);
+    float* part = sm + Cfg::kPart;
+#pragma unroll
+    for (int t = 0; t < TT; ++t) {
+      const float2 d = dd[t * CB + tid / L];  // {delta, delta * x}
+      const float* row = sm + Cfg::kBc + t * MAXS * 2;
+      float acc = 0.f;
+#pragma unroll
+      for (int k = 0; k < NCH; ++k) {
+        if constexpr (CW == 2) {
+          const float4 v = *reinterpret_cast<const float4*>(row + (k * L + q) * 4);  // {B_s, C_s, B_s+1, C_s+1}
+          // h = exp(delta * A) * h + delta * B_t * x_t;  y += h * C_t
+          h[2 * k] = ex2_fast(d.x * A2[2 * k]) * h[2 * k] + d.y * v.x;
+          h[2 * k + 1] = ex2_fast(d.x * A2[2 * k + 1]) * h[2 * k + 1] + d.y * v.z;
+          acc = fmaf(h[2 * k], v.y, acc);
+          acc = fmaf(h[2 * k + 1], v.w, acc);
+        } else {
+          const float2 v = *reinterpret_cast<const float2*>(row + (k * L + q) * 2);  // {B_s, C_s}
+          h[k] = ex2_fast(d.x * A2[k]) * h[k] + d.y * v.x;
+          acc = fmaf(h[k], v.y, acc);
+        }
+      }
+      part[t * NTH + tid] = acc;
+    }
+  };
+  auto store_y = [&](int n_valid) {
+    const float2* ep = reinterpret_cast<const float2*>(sm + Cfg::kEp);
+#pragma unroll
+    for (int j = 0; j < PER; ++j) {
+      const int ti = t_io + j * L;
+      if (io_ok && ti < n_valid) {
+        const float* pp = sm + Cfg::kPart + ti * NTH + c_io_l * L;  // the L partials of (t, channel)
+        float sum = 0.f;
+#pragma unroll
+        for (int i = 0; i < L; i += 4) {
+          const float4 v = *reinterpret_cast<const float4*>(pp + i);
+          sum += (v.x + v.y) + (v.z + v.w);
+        }
+        const float2 e = ep[ti * CB + c_io_l];
+        // y = (h . C_t + D x_t) * silu(z_t)
+        *yg = from_f<T>((sum + e.x) * e.y);
+      }
+      yg += y_step;
     }
   };
 
-  if (TY > 1) {  // pass 1: local scan from h = 0
+  const int64_t ntiles = (seqlen + TT - 1) / TT;
+  auto valid = [&](int64_t k) { return int(std::min<int64_t>(TT, seqlen - k * TT)); };
+  load_tile(valid(0));
+  stage_tile(valid(0));
+  __syncthreads();
+  for (int64_t k = 0; k < ntiles; ++k) {
+    const bool more = k + 1 < ntiles;  // uniform over the block
+    if (more) load_tile(valid(k + 1));
+    scan_tile();
+    __syncthreads();  // part complete; bc/dd of tile k read by every lane
+    store_y(valid(k));
+    if (more) stage_tile(valid(k + 1));
+    __syncthreads();  // tile k+1 staged; part of tile k read out
+  }
+  if (scan_ok) {
 #pragma unroll
-    for (int s = 0; s < MAXS; ++s) h[s] = 0.f;
-    float sd = 0.f;
-    if (t0 < t1) load(t0, false);
-    for (int64_t t = t0; t < t1; ++t) {
-      const float delta = softplus(in.dt + bias);
-      const float dx = delta * in.x;
-      float Bt[MAXS];
-#pragma unroll
-      for (int s = 0; s < MAXS; ++s) Bt[s] = in.B[s];
-      if (t + 1 < t1) load(t + 1, false);
-      sd += delta;
-#pragma unroll
-      for (int s = 0; s < MAXS; ++s) h[s] = __expf(delta * A[s]) * h[s] + dx * Bt[s];
+    for (int i = 0; i < NS; ++i) {
+      const int s = q * NS + i;
+      if (s < ds) st[s] = h[i];
     }
-#pragma unroll
-    for (int s = 0; s < MAXS; ++s) h_loc[(ty * MAXS + s) * CB + tx] = h[s];
-    sum_delta[ty * CB + tx] = sd;
-  }
-  float* st = p.ssm_state + (b * p.d_inner + cc) * ds;
-#pragma unroll
-  for (int s = 0; s < MAXS; ++s) h[s] = s < ds ? st[s] : 0.f;
-  __syncthreads();  // every sub-chunk has read the state (and h_loc is complete) before the last one writes it
-  if (!active) return;
-  for (int j = 0; j < ty; ++j) {
-    const float sdj = sum_delta[j * CB + tx];
-#pragma unroll
-    for (int s = 0; s < MAXS; ++s)
-      if (s < ds) h[s] = __expf(A[s] * sdj) * h[s] + h_loc[(j * MAXS + s) * CB + tx];
-  }
-  if (t0 < t1) load(t0, true);
-  for (int64_t t = t0; t < t1; ++t) {  // pass 2
-    const TokenIn<MAXS> cur = in;
-    if (t + 1 < t1) load(t + 1, true);
-    const float delta = softplus(cur.dt + bias);
-    const float dx = delta * cur.x;
-    float acc = 0.f;
-#pragma unroll
-    for (int s = 0; s < MAXS; ++s) {
-      h[s] = __expf(delta * A[s]) * h[s] + dx * cur.B[s];  // padded states stay 0 (A = B = 0)
-      acc += h[s] * cur.C[s];
-    }
-    float out = acc + Dv * cur.x;
-    if (z) out *= silu(cur.z);
-    y[t * p.y_token_stride] = from_f<T>(out);
-  }
-  if (ty == TY - 1) {
-#pragma unroll
-    for (int s = 0; s < MAXS; ++s)
-      if (s < ds) st[s] = h[s];
   }
 }
 
@@ -215,28 +309,53 @@ bool supports_scan(const ScanParams& p, std::string* why) {
   return true;
 }
 
+template <typename T, int MAXS, int NS>
+static void launch_prefill(const ScanParams& p, cudaStream_t stream) {
+  using Cfg = PrefillCfg<MAXS, NS>;
+  auto kernel = scan_prefill_kernel<T, MAXS, NS>;
+  if (Cfg::kSmemBytes > (size_t(48) << 10))  // beyond the default 48 KB per block: opt in
+    MAMBART_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmemBytes)));
+  dim3 grid(unsigned((p.d_inner + Cfg::CB - 1) / Cfg::CB), unsigned(p.batch));
+  launch(kernel, grid, dim3(Cfg::kThreads), Cfg::kSmemBytes, stream, p);
+  MAMBART_CUDA_CHECK_LAUNCH("scan");
+}
+
+// Lanes per channel of the prefill kernel (4, 8 or 16). A block has one warp on each of the SM's 4 sub-partitions,
+// so the busiest sub-partition runs load = ceil(blocks / num_sms) warps. Per warp and token it needs about
+// max(MUFU, issue) cycles: MUFU = 8 * (NS + 4 / L) (a warp-wide MUFU op occupies the 4-lane unit 8 cycles; 4 per
+// (token, channel) for softplus and silu), issue ~ 5 * NS + 6 + 24 / L instructions. Few warps on a sub-partition
+// cannot hide the latencies (efficiency guessed 0.5 / 0.75 / 0.9 / 1 for 1 / 2 / 3 / 4+ warps). Fewer lanes win
+// unless more lanes are >= 10% cheaper by this estimate. Examples (132 SMs, batch 1, d_state 16): d_inner 5120
+// (2.8b) -> 8, 4096 (1.4b) -> 8, 1536 (130m) -> 16; batch 8 x 5120 -> 4. MAMBART_SCAN_LANES=4|8|16 forces a value
+// (benchmarks, tests).
+static int prefill_lanes(const ScanParams& p, int maxs, int num_sms) {
+  if (const char* e = std::getenv("MAMBART_SCAN_LANES")) {
+    const int v = std::atoi(e);
+    if ((v == 4 || v == 8 || v == 16) && maxs / v >= 1) return v;
+  }
+  num_sms = std::max(num_sms, 1);
+  int best = 4;
+  double best_cost = 0.0;
+  for (int L : {4, 8, 16}) {
+    const double ns = double(maxs) / L;
+    const int64_t cb = 128 / L;
+    const int64_t blocks = p.batch * ((p.d_inner + cb - 1) / cb);
+    const int64_t load = (blocks + num_sms - 1) / num_sms;
+    const double per_tok = std::max(8.0 * ns + 32.0 / L, 5.0 * ns + 6.0 + 24.0 / L);
+    const double eff = load >= 4 ? 1.0 : load == 3 ? 0.9 : load == 2 ? 0.75 : 0.5;
+    const double cost = double(load) * per_tok / eff;
+    if (L == 4 || cost < 0.9 * best_cost) { best = L; best_cost = cost; }
+  }
+  return best;
+}
+
 template <typename T, int MAXS>
 static void launch_scan_s(const ScanParams& p, int num_sms, cudaStream_t stream) {
-  // Sub-chunks per channel (time parallelism): up to 32, each at least 16 tokens long, fewer when the batch
-  // already gives enough threads. Shared memory: threads * (MAXS + 1) floats (<= 35 KB).
-  constexpr int threads = scan_threads<MAXS>();
-  int ty = 1;
-  while (ty < 32 && threads / (2 * ty) >= 16 && p.seqlen / (2 * ty) >= 16) ty *= 2;
-  const int64_t resident = int64_t(num_sms) * 1024;
-  while (ty > 1 && p.batch * p.d_inner * (ty / 2) >= 2 * resident) ty /= 2;
-  const int cb = ty == 1 ? 128 : threads / ty;
-  const int sub_len = int((p.seqlen + ty - 1) / ty);
-  const size_t smem = ty > 1 ? size_t(ty) * (MAXS + 1) * cb * sizeof(float) : 0;
-  dim3 grid(unsigned((p.d_inner + cb - 1) / cb), unsigned(p.batch));
-  constexpr int per = 16 / sizeof(T);
-  auto al = [](const void* q, int64_t stride) {
-    return reinterpret_cast<uintptr_t>(q) % 16 == 0 && (stride * int64_t(sizeof(T))) % 16 == 0;
-  };
-  const bool vec = p.d_state % per == 0 && al(p.B, p.B_token_stride) && al(p.C, p.C_token_stride) &&
-                   al(p.B, p.B_batch_stride) && al(p.C, p.C_batch_stride);
-  if (vec) launch(scan_kernel<T, MAXS, true>, grid, dim3(cb, ty), smem, stream, p, sub_len);
-  else launch(scan_kernel<T, MAXS, false>, grid, dim3(cb, ty), smem, stream, p, sub_len);
-  MAMBART_CUDA_CHECK_LAUNCH("scan");
+  switch (prefill_lanes(p, MAXS, num_sms)) {
+    case 4: launch_prefill<T, MAXS, MAXS / 4>(p, stream); break;
+    case 8: launch_prefill<T, MAXS, MAXS / 8>(p, stream); break;
+    default: launch_prefill<T, MAXS, MAXS / 16>(p, stream); break;
+  }
 }
 
 bool scan_step_applicable(const ScanParams& p) {

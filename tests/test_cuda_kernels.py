@@ -1,7 +1,7 @@
 """Every CUDA kernel against the scalar reference ("ref") through mambart._core._OpRunner, on random inputs, for
 fp32 / fp16 / bf16 and several shapes, odd ones included. Inputs are rounded to the dtype first, so both backends
-see identical bits. Tolerances (max |cuda - ref| / max |ref|): fp32 1e-5 (1e-4 for long scans: fast exp and a
-time-parallel scan reorder the rounding), fp16/bf16 1e-2 (outputs rounded to 8-11 mantissa bits).
+see identical bits. Tolerances (max |cuda - ref| / max |ref|): fp32 1e-5 (1e-4 for long scans: fast exp and the
+split of d_state over lanes reorder the rounding), fp16/bf16 1e-2 (outputs rounded to 8-11 mantissa bits).
 Skips at module level when no CUDA device is usable."""
 import os
 import zlib
@@ -162,7 +162,9 @@ def scan_inputs(g, dt, batch, seqlen, d_inner, d_state, with_z, with_d):
 
 SCAN_SHAPES = [(1, 1, 5, 16), (3, 1, 130, 16), (2, 7, 64, 4), (1, 64, 33, 1), (2, 300, 96, 16), (1, 129, 40, 24),
                (1, 200, 64, 64), (1, 2000, 64, 16), (2, 1, 1536, 16), (2, 1, 70, 32), (1, 1, 33, 64),
-               (3, 1, 20, 4), (1, 1000, 40, 32)]
+               (3, 1, 20, 4), (1, 1000, 40, 32),
+               # prefill kernel: token and channel counts off the tile sizes, several blocks, batch > 1
+               (1, 700, 2050, 16), (2, 257, 1030, 32), (3, 70, 300, 64), (2, 129, 520, 8)]
 
 
 @pytest.mark.parametrize("dt", DTYPES)
@@ -178,8 +180,24 @@ def test_scan(ref, cuda, dt, batch, seqlen, d_inner, d_state, with_z, with_d):
     assert rel(from_bits(ya, dt), from_bits(yb, dt)) <= (tol_state if dt == "F32" else TOL[dt])
 
 
+@pytest.mark.parametrize("lanes", ["4", "8", "16"])
+@pytest.mark.parametrize("batch,seqlen,d_inner,d_state", [(2, 150, 300, 16), (1, 97, 70, 32), (2, 40, 50, 64),
+                                                          (1, 65, 33, 3)])
+def test_scan_prefill_lanes(ref, cuda, monkeypatch, lanes, batch, seqlen, d_inner, d_state):
+    """Each lanes-per-channel variant of the prefill kernel (forced with MAMBART_SCAN_LANES, read per launch)."""
+    monkeypatch.setenv("MAMBART_SCAN_LANES", lanes)
+    for dt in ("F32", "BF16"):
+        g = rng("scan_lanes", lanes, batch, seqlen, d_inner, d_state, dt)
+        args = scan_inputs(g, dt, batch, seqlen, d_inner, d_state, True, True)
+        ya, sa = cuda.scan(*args, dt)
+        yb, sb = ref.scan(*args, dt)
+        tol_state = 1e-4 if seqlen > 100 else 1e-5
+        assert rel(sa, sb) <= tol_state
+        assert rel(from_bits(ya, dt), from_bits(yb, dt)) <= (tol_state if dt == "F32" else TOL[dt])
+
+
 def test_scan_prefill_equals_steps(cuda):
-    """The time-parallel prefill scan leaves the same state as stepping token by token (fp32)."""
+    """The prefill scan leaves the same state and outputs as stepping token by token (fp32)."""
     g = rng("scan_steps")
     batch, L, di, ds = 2, 333, 64, 16
     x, dtv, B, C, z, A, D, dtb, st = scan_inputs(g, "F32", batch, L, di, ds, True, True)
