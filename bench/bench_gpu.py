@@ -116,6 +116,14 @@ def bench_decode_variant(mambart, folder: Path, env: dict, prompt_len=100, gen=1
     return (t_gen - t_one) / (gen - 1) * 1e3
 
 
+def step_timing(mambart, folder: Path, batch=1) -> str:
+    """Per-stage times of the persistent decode step (MAMBART_STEP_TIMING), written when the backend goes away."""
+    with tempfile.NamedTemporaryFile("r", suffix=".txt") as f:
+        bench_decode_variant(mambart, folder, {"MAMBART_STEP_TIMING": f.name}, gen=10, reps=1)
+        gc.collect()
+        return Path(f.name).read_text()
+
+
 def bench_mambart(mambart, folder: Path, prompt_len=100, gen=100, reps=5):
     s = mambart.Session(str(folder), device="cuda")
     rng = np.random.default_rng(0)
@@ -219,6 +227,7 @@ def main():
             try:
                 r = bench_mambart(mambart, folder, reps=args.reps)
                 r["variants"] = {v: bench_decode_variant(mambart, folder, env) for v, env in VARIANTS.items()}
+                print(f"{name}: " + step_timing(mambart, folder), flush=True)
             except Exception as e:  # keep the other shapes' numbers
                 print(f"{name}: mambart FAILED: {type(e).__name__}: {e}", flush=True)
                 continue

@@ -1,7 +1,9 @@
 // The CUDA backend: device memory, one stream, the kernels of this folder, cuBLAS at run time, CUDA graphs.
 #include "cuda_backend.h"
 
+#include <cstdio>
 #include <cstdlib>
+#include <vector>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -60,6 +62,12 @@ class CudaBackend final : public Backend {
     persistent_ = !(s_env && std::string(s_env) == "0");
     MAMBART_CUDA_CHECK(cudaMalloc(&step_barrier_, 128));
     MAMBART_CUDA_CHECK(cudaMemset(step_barrier_, 0, 128));
+    // MAMBART_STEP_TIMING=<file>: stamp the stages of the persistent decode step; the last step's per-stage times
+    // are written to <file> when the backend is destroyed (diagnostics).
+    if (const char* t_env = std::getenv("MAMBART_STEP_TIMING")) {
+      timing_path_ = t_env;
+      MAMBART_CUDA_CHECK(cudaMalloc(&step_timing_, size_t(kTimingLayers) * 8 * size_t(num_sms_) * sizeof(long long)));
+    }
     const char* b_env = std::getenv("MAMBART_CUBLAS");  // read once, at creation
     if (b_env && std::string(b_env) == "0") {
       cublas_tried_ = true;
@@ -71,6 +79,7 @@ class CudaBackend final : public Backend {
     for (auto& kv : graphs_) cudaGraphExecDestroy(kv.second);
     cublas_.reset();
     if (sample_scratch_) cudaFree(sample_scratch_);
+    if (step_timing_) write_timing();
     if (step_barrier_) cudaFree(step_barrier_);
     if (cublas_ws_) cudaFree(cublas_ws_);
     if (stream_) cudaStreamDestroy(stream_);
@@ -166,7 +175,9 @@ class CudaBackend final : public Backend {
     DeviceGuard g(dev_);
     std::string why;
     if (persistent_ && cuda::decode_step_applicable(layers, n, dev_, &why)) {
-      cuda::launch_decode_step(layers, n, static_cast<unsigned*>(step_barrier_), num_sms_, stream_);
+      long long* timing = step_timing_ && n <= kTimingLayers ? step_timing_ : nullptr;
+      if (timing) timed_layers_ = n;
+      cuda::launch_decode_step(layers, n, static_cast<unsigned*>(step_barrier_), timing, num_sms_, stream_);
       return;
     }
     Backend::decode_layers(layers, n);
@@ -281,6 +292,29 @@ class CudaBackend final : public Backend {
   int fused_mode_ = -1;  // -1 auto, 0 off, 1 on
   bool persistent_ = true;
   void* step_barrier_ = nullptr;  // the persistent decode kernel's grid barrier word
+  static constexpr int64_t kTimingLayers = 256;
+  long long* step_timing_ = nullptr;  // MAMBART_STEP_TIMING stamps
+  int64_t timed_layers_ = 0;
+  std::string timing_path_;
+  void write_timing() noexcept {
+    if (timed_layers_ > 0 && cudaStreamSynchronize(stream_) == cudaSuccess) {
+      std::vector<long long> h(size_t(timed_layers_) * 8 * size_t(num_sms_));
+      int khz = 0;
+      if (cudaMemcpy(h.data(), step_timing_, h.size() * sizeof(long long), cudaMemcpyDeviceToHost) == cudaSuccess &&
+          cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev_) == cudaSuccess) {
+        try {
+          const std::string r = cuda::decode_step_timing_report(h.data(), int(timed_layers_), num_sms_, khz);
+          if (FILE* f = std::fopen(timing_path_.c_str(), "a")) {
+            std::fputs(r.c_str(), f);
+            std::fclose(f);
+          }
+        } catch (...) {
+        }
+      }
+    }
+    cudaFree(step_timing_);
+    step_timing_ = nullptr;
+  }
   std::map<std::pair<const void*, uint64_t>, cudaGraphExec_t> graphs_;
   bool cublas_tried_ = false;
   std::unique_ptr<cuda::Cublas> cublas_;

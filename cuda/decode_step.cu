@@ -54,7 +54,8 @@ struct StepArgs {
   void* xc;               // (M, d_inner)
   void* xdbl;             // (M, nx)
   void* y;                // (M, d_inner)
-  unsigned* barrier;      // grid barrier word (zero at the first launch; every barrier leaves it as it found it)
+  unsigned* barrier;      // grid barrier word (zeroed once; see grid_barrier)
+  long long* timing;      // nullptr, or (n_layers, 8, nblocks) clock64 stamps of thread 0 (MAMBART_STEP_TIMING)
   StepLayer layer[kMaxStepLayers];
 };
 
@@ -65,18 +66,23 @@ __device__ __forceinline__ Slice slice_of(int n, int parts, int i) {
 }
 
 // Grid-wide barrier of a co-resident (cooperative) grid. Block 0 adds 2^31 - (nblocks - 1), the others 1: the
-// top bit of the word flips exactly when all have arrived and the word is otherwise back where it started.
-__device__ __forceinline__ void grid_barrier(unsigned* bar) {
+// top bit of the word flips exactly when all have arrived, and the rest of the word is back where it started.
+// Thread 0 of each block keeps the bit it expects to change (`phase`, read once at kernel start: the bit cannot
+// flip before every block, this one included, has arrived). Arrival is a release reduction (no round trip);
+// the wait an acquire load.
+__device__ __forceinline__ unsigned barrier_phase(const unsigned* bar) {
+  unsigned cur;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(cur) : "l"(bar) : "memory");
+  return cur & 0x80000000u;
+}
+__device__ __forceinline__ void grid_barrier(unsigned* bar, unsigned& phase) {
   __syncthreads();
   if (threadIdx.x == 0) {
     const unsigned inc = blockIdx.x == 0 ? 0x80000000u - (gridDim.x - 1) : 1u;
-    __threadfence();
-    const unsigned old = atomicAdd(bar, inc);
-    unsigned cur;
-    do {
-      asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(cur) : "l"(bar) : "memory");
-    } while (((old ^ cur) & 0x80000000u) == 0);
-    __threadfence();
+    asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(bar), "r"(inc) : "memory");
+    while (barrier_phase(bar) == phase) {
+    }
+    phase ^= 0x80000000u;
   }
   __syncthreads();
 }
@@ -130,10 +136,63 @@ __device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, co
   }
 }
 
+// xs (M, K) = norm(residual rows) * w (+ b), rounded to T, as norm_rows (step_ops.cuh) computes it but with each
+// thread's elements loaded once into registers (all loads issued before the sums): one L2 round trip per row.
+// Rows longer than kNormPer * blockDim fall back to norm_rows.
+constexpr int kNormPer = 8;
+template <typename T>
+__device__ void norm_rows_cached(const float* residual, int M, int K, const float* w, const float* b, int rms,
+                                 float eps, T* xs, float* red) {
+  if (K > kNormPer * kStepThreads) {
+    norm_rows<T, true>(residual, M, K, w, b, rms, eps, xs, K, red);
+    return;
+  }
+  for (int m = 0; m < M; ++m) {
+    const float* res = residual + int64_t(m) * K;
+    float v[kNormPer];
+    float s = 0.f, sq = 0.f;
+#pragma unroll
+    for (int j = 0; j < kNormPer; ++j) {
+      const int i = threadIdx.x + j * kStepThreads;
+      v[j] = i < K ? __ldcg(res + i) : 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < kNormPer; ++j) {
+      s += v[j];
+      sq += v[j] * v[j];
+    }
+    float var, mean = 0.f;
+    if (rms) {
+      var = block_sum(sq, red) / float(K);
+    } else {
+      mean = block_sum(s, red) / float(K);
+      float q = 0.f;
+#pragma unroll
+      for (int j = 0; j < kNormPer; ++j) {
+        const int i = threadIdx.x + j * kStepThreads;
+        const float dv = v[j] - mean;
+        q += i < K ? dv * dv : 0.f;
+      }
+      var = block_sum(q, red) / float(K);
+    }
+    const float inv = rsqrtf(var + eps);
+#pragma unroll
+    for (int j = 0; j < kNormPer; ++j) {
+      const int i = threadIdx.x + j * kStepThreads;
+      if (i < K) {
+        float o = (v[j] - mean) * inv * w[i];
+        if (b) o += b[i];
+        xs[int64_t(m) * K + i] = from_f<T>(o);
+      }
+    }
+  }
+  __syncthreads();
+}
+
 // Stage A: xs = norm(residual); xz rows [n0, n1) of in_proj; x rows through the conv step into xc.
 template <typename T, int MT>
 __device__ void stage_in_proj(const StepArgs& a, const StepLayer& w, T* xs, float* red, Slice rows) {
-  norm_rows<T, true>(a.residual, a.M, a.d_model, w.norm_w, w.norm_b, a.rms, a.eps, xs, a.d_model, red);
+  norm_rows_cached<T>(a.residual, a.M, a.d_model, w.norm_w, w.norm_b, a.rms, a.eps, xs, red);
   const int di = a.d_inner, dc = a.d_conv;
   T* xc = static_cast<T*>(a.xc);
   T* xz = static_cast<T*>(a.xz);
@@ -223,6 +282,11 @@ __device__ void stage_scan(const StepArgs& a, const StepLayer& w, float* xd, Sli
     const int m = active ? u / nc : 0, c = ch.begin + (active ? u % nc : 0);
     const float* xr = xd + m * nx;
     const T* wr = static_cast<const T*>(w.dt_proj_w) + int64_t(c) * r;
+    // loads that do not depend on dt first, so their latencies overlap
+    const float xv = to_f(__ldcg(xc + int64_t(m) * di + c));
+    const float zv = to_f(__ldcg(xz + int64_t(m) * 2 * di + di + c));
+    const float bias = w.dt_bias ? w.dt_bias[c] : 0.f;
+    const float Dv = w.D ? w.D[c] : 0.f;
     float s = 0.f;
     if (a.dt_vec) {
       constexpr int VEC = Vec<T>::n;
@@ -232,13 +296,11 @@ __device__ void stage_scan(const StepArgs& a, const StepLayer& w, float* xd, Sli
     }
     s += __shfl_xor_sync(0xffffffffu, s, 1);
     s += __shfl_xor_sync(0xffffffffu, s, 2);
-    const float delta = softplus(to_f(from_f<T>(s)) + (w.dt_bias ? w.dt_bias[c] : 0.f));
-    const float xv = to_f(__ldcg(xc + int64_t(m) * di + c));
+    const float delta = softplus(to_f(from_f<T>(s)) + bias);
     const float acc = scan_step_4lanes(delta, delta * xv, w.A + int64_t(c) * ds, w.ssm_state + (int64_t(m) * di + c) * ds,
                                        xr + r, xr + r + ds, q, nq, active);
     if (active && q == 0) {
-      float out = acc + (w.D ? w.D[c] : 0.f) * xv;
-      out *= silu(to_f(__ldcg(xz + int64_t(m) * 2 * di + di + c)));
+      const float out = (acc + Dv * xv) * silu(zv);
       static_cast<T*>(a.y)[int64_t(m) * di + c] = from_f<T>(out);
     }
   }
@@ -283,9 +345,20 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
     prefetch_range(static_cast<const char*>(w.in_proj_w) + int64_t(in_rows.begin) * d * es,
                    capped(cap, int64_t(in_rows.end - in_rows.begin) * d * es));
   };
+  // Timing (diagnostics only): stamps 0..7 of a layer = start, A done, B start, B done, C start, C done, D start,
+  // D done (the gaps are barrier waits), after a block-wide sync so they mark the whole block.
+  auto stamp = [&](int l, int k) {
+    if (a.timing) {
+      __syncthreads();
+      if (threadIdx.x == 0) a.timing[(int64_t(l) * 8 + k) * nb + b] = clock64();
+    }
+  };
+  unsigned phase = 0;
+  if (threadIdx.x == 0) phase = barrier_phase(a.barrier);
   in_slice(a.layer[0], a.prefetch_in);
   for (int l = 0; l < a.n_layers; ++l) {
     const StepLayer& w = a.layer[l];
+    stamp(l, 0);
     stage_in_proj<T, MT>(a, w, xs, red, in_rows);
     // Coming up: x_proj rows, dt_proj rows and A of this block's channels, then the out_proj slice.
     prefetch_range(static_cast<const char*>(w.x_proj_w) + int64_t(x_rows.begin) * di * es,
@@ -295,16 +368,21 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
     prefetch_range(w.A + int64_t(ch.begin) * a.d_state, int64_t(ch.end - ch.begin) * a.d_state * 4);
     prefetch_range(static_cast<const char*>(w.out_proj_w) + int64_t(out_rows.begin) * di * es,
                    capped(a.prefetch_out, int64_t(out_rows.end - out_rows.begin) * di * es));
-    grid_barrier(a.barrier);
+    stamp(l, 1);
+    grid_barrier(a.barrier, phase);
+    stamp(l, 2);
     stage_x_proj<T, MT>(a, w, part, x_rows);
-    grid_barrier(a.barrier);
+    stamp(l, 3);
+    grid_barrier(a.barrier, phase);
+    stamp(l, 4);
     stage_scan<T, MT>(a, w, reinterpret_cast<float*>(step_smem), ch);
-    grid_barrier(a.barrier);
+    stamp(l, 5);
+    grid_barrier(a.barrier, phase);
+    stamp(l, 6);
     stage_out_proj<T, MT>(a, w, xs, out_rows);
-    if (l + 1 < a.n_layers) {
-      in_slice(a.layer[l + 1], a.prefetch_in);
-      grid_barrier(a.barrier);
-    }
+    if (l + 1 < a.n_layers) in_slice(a.layer[l + 1], a.prefetch_in);
+    stamp(l, 7);
+    if (l + 1 < a.n_layers) grid_barrier(a.barrier, phase);
   }
 }
 
@@ -371,19 +449,54 @@ bool decode_step_applicable(const DecodeLayerParams* layers, int64_t n, int devi
   MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   const size_t static_smem = sizeof(float) * (32 + kStepWarps * 8) + 64;
   if (step_smem_bytes(p) + static_smem > size_t(max_smem)) return no("rows too long for shared memory");
-  return true;
-}
-
-void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* barrier, int num_sms,
-                        cudaStream_t stream) {
-  const DecodeLayerParams& p = layers[0];
+  // One block per SM must fit (registers, shared memory): the grid is one block per SM and co-resident.
   const size_t smem = step_smem_bytes(p);
   void* kernel = step_kernel(p.act_dtype, p.batch);
   if (smem > (size_t(48) << 10))
     MAMBART_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   int per_sm = 0;
   MAMBART_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kStepThreads, smem));
-  if (per_sm < 1) throw_unsupported("decode_step", "the kernel does not fit on a multiprocessor");
+  if (per_sm < 1) return no("the kernel does not fit on a multiprocessor");
+  return true;
+}
+
+std::string decode_step_timing_report(const long long* t, int n_layers, int nblocks, int clock_khz) {
+  static const char* names[8] = {"A norm+in_proj+conv", "barrier 1", "B x_proj", "barrier 2", "C dt_proj+scan",
+                                 "barrier 3", "D out_proj+residual", "barrier 4 (+next layer's start)"};
+  double mean[8] = {}, worst[8] = {};
+  int layers = 0;
+  for (int l = 0; l + 1 < n_layers; ++l, ++layers) {
+    for (int k = 0; k < 8; ++k) {
+      double sum = 0, mx = 0;
+      for (int b = 0; b < nblocks; ++b) {
+        const long long t0 = t[(int64_t(l) * 8 + k) * nblocks + b];
+        const long long t1 = k < 7 ? t[(int64_t(l) * 8 + k + 1) * nblocks + b] : t[(int64_t(l + 1) * 8) * nblocks + b];
+        const double us = double(t1 - t0) / (double(clock_khz) * 1e-3);
+        sum += us;
+        mx = std::max(mx, us);
+      }
+      mean[k] += sum / nblocks;
+      worst[k] += mx;
+    }
+  }
+  std::string out = str("persistent decode step, per layer (mean over ", layers, " layers; clock64 at ", clock_khz / 1000,
+                        " MHz): segment, mean over blocks us, slowest block us\n");
+  double total = 0;
+  for (int k = 0; k < 8; ++k) {
+    out += str("  ", names[k], ": ", mean[k] / std::max(layers, 1), " / ", worst[k] / std::max(layers, 1), "\n");
+    total += mean[k] / std::max(layers, 1);
+  }
+  out += str("  total: ", total, " us per layer\n");
+  return out;
+}
+
+void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* barrier, long long* timing,
+                        int num_sms, cudaStream_t stream) {
+  const DecodeLayerParams& p = layers[0];
+  const size_t smem = step_smem_bytes(p);
+  void* kernel = step_kernel(p.act_dtype, p.batch);
+  if (smem > (size_t(48) << 10))
+    MAMBART_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   const int nb = num_sms;  // one block per SM: every block is resident (cooperative launch checks it)
 
   StepArgs a = {};
@@ -402,6 +515,7 @@ void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* ba
 
   for (int64_t l0 = 0; l0 < n; l0 += kMaxStepLayers) {
     a.n_layers = int(std::min<int64_t>(kMaxStepLayers, n - l0));
+    a.timing = timing ? timing + l0 * 8 * nb : nullptr;
     for (int i = 0; i < a.n_layers; ++i) {
       const DecodeLayerParams& q = layers[l0 + i];
       StepLayer& s = a.layer[i];

@@ -15,8 +15,11 @@ namespace cuda {
 bool decode_step_applicable(const DecodeLayerParams* layers, int64_t n, int device, std::string* why);
 // Runs the layers in order (one launch per 128 layers). `barrier`: one zeroed word of device memory owned by
 // the stream's backend (the kernels leave it as they found it).
-void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* barrier, int num_sms,
-                        cudaStream_t stream);
+// `timing`: nullptr, or room for (n, 8, num_sms) clock64 stamps (diagnostics, see decode_step_timing_report).
+void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* barrier, long long* timing,
+                        int num_sms, cudaStream_t stream);
+// Per-stage times (mean and slowest block, us per layer) from the host copy of the stamps of one step.
+std::string decode_step_timing_report(const long long* stamps, int n_layers, int nblocks, int clock_khz);
 
 }  // namespace cuda
 }  // namespace mambart
