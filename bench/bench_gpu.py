@@ -159,6 +159,13 @@ def bench_mambart(mambart, folder: Path, prompt_len=100, gen=100, reps=5):
 
         pf()
         r[f"p{L}_ms"] = timed(pf, 3) * 1e3
+        if L == 8192:  # the prefill scan with d_state split over 4 / 8 / 16 lanes (read at every launch)
+            for lanes in (4, 8, 16):
+                os.environ["MAMBART_SCAN_LANES"] = str(lanes)
+                try:
+                    r[f"p8192_lanes{lanes}_ms"] = timed(pf, 2) * 1e3
+                finally:
+                    os.environ.pop("MAMBART_SCAN_LANES", None)
     del s, st, st64
     gc.collect()
     return r

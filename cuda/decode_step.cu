@@ -45,7 +45,6 @@ struct StepLayer {
 struct StepArgs {
   int M, d_model, d_inner, d_state, dt_rank, d_conv, rms, n_layers;
   float eps;
-  int L_in, L_out;        // lanes per row of the in_proj / out_proj GEMVs
   int dt_vec;             // dt_proj rows readable as 16-byte vectors
   int prefetch_in;        // bytes of the next layer's in_proj slice prefetched before the last barrier of a layer
   int prefetch_out;       // bytes of the out_proj slice prefetched after stage A
@@ -107,32 +106,69 @@ __device__ __forceinline__ void prefetch_range(const void* p, int64_t bytes) {
 #endif
 }
 
-// Rows [n0, n1) of w (N, K) times the M rows of x (shared memory, row stride K): L lanes per row, blockDim / L
-// rows per pass; epi(n, acc) runs on the row's first lane. K * sizeof(T) is a multiple of 16 (launcher checks).
+// Rows [n0, n1) of w (N, K) times the M rows of x (shared memory, row stride K). Warp w takes the rows
+// n0 + w + 16 j (j < R, R = ceil(rows / 16) up to RM per pass) and all 32 lanes walk K in 16-byte chunks, so
+// every lane keeps R (x the unroll) independent weight loads in flight and a warp reads 512 contiguous bytes of a
+// row per load. epi(n, acc) runs on lane j of the warp for its row j. K * sizeof(T) is a multiple of 16.
+// (A first version gave each row L = 4..32 lanes of its own: few loads in flight per lane, ~1.1 TB/s.)
+template <typename T, int MT>
+constexpr int gemv_rows_per_warp() { return MT <= 2 ? 8 : 4; }
 template <typename T, int MT, class Epi>
-__device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, const T* x, int M, int L, Epi epi) {
-  constexpr int VEC = Vec<T>::n;
+__device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, const T* x, int M, Epi epi) {
+  constexpr int VEC = Vec<T>::n, RM = gemv_rows_per_warp<T, MT>();
   const int C = K / VEC;
-  const int G = kStepThreads / L, g = threadIdx.x / L, gl = threadIdx.x % L;
-  for (int base = n0; base < n1; base += G) {  // uniform over the block: the shuffles below see every lane
-    const int n = base + g;
-    float acc[MT];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int p0 = n0; p0 < n1; p0 += kStepWarps * RM) {  // uniform over the block
+    const int rows = min(n1 - p0, kStepWarps * RM);
+    const int R = (rows + kStepWarps - 1) / kStepWarps;
+    const uint4* wr[RM];
+    bool ok[RM];
 #pragma unroll
-    for (int m = 0; m < MT; ++m) acc[m] = 0.f;
-    if (n < n1) {
-      const uint4* wr = reinterpret_cast<const uint4*>(w + int64_t(n) * K);
-#pragma unroll 8
-      for (int c = gl; c < C; c += L) {
-        const uint4 wv = __ldg(wr + c);
+    for (int j = 0; j < RM; ++j) {
+      const int n = p0 + warp + kStepWarps * j;
+      ok[j] = j < R && n < n1;
+      wr[j] = reinterpret_cast<const uint4*>(w + int64_t(ok[j] ? n : n0) * K);
+    }
+    float acc[MT][RM];
 #pragma unroll
-        for (int m = 0; m < MT; ++m)
-          if (m < M) acc[m] += dot16(wv, reinterpret_cast<const uint4*>(x + int64_t(m) * K)[c], T());
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+      for (int j = 0; j < RM; ++j) acc[m][j] = 0.f;
+#pragma unroll 2
+    for (int c = lane; c < C; c += 32) {
+      uint4 wv[RM];
+#pragma unroll
+      for (int j = 0; j < RM; ++j)
+        if (ok[j]) wv[j] = __ldg(wr[j] + c);
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        if (m < M) {
+          const uint4 xv = reinterpret_cast<const uint4*>(x + int64_t(m) * K)[c];
+#pragma unroll
+          for (int j = 0; j < RM; ++j)
+            if (ok[j]) acc[m][j] += dot16(wv[j], xv, T());
+        }
       }
     }
 #pragma unroll
     for (int m = 0; m < MT; ++m)
-      for (int o = L / 2; o > 0; o >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], o);
-    if (n < n1 && gl == 0) epi(n, acc);
+#pragma unroll
+      for (int j = 0; j < RM; ++j)
+        if (j < R) acc[m][j] = warp_sum(acc[m][j]);
+    // lane j finishes row j (constant-index selects: no local-memory array)
+    float mine[MT];
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+      mine[m] = acc[m][0];
+#pragma unroll
+      for (int j = 1; j < RM; ++j)
+        if (lane == j) mine[m] = acc[m][j];
+    }
+    bool own = false;
+#pragma unroll
+    for (int j = 0; j < RM; ++j)
+      if (lane == j) own = ok[j];
+    if (own) epi(p0 + warp + kStepWarps * lane, mine);
   }
 }
 
@@ -196,7 +232,7 @@ __device__ void stage_in_proj(const StepArgs& a, const StepLayer& w, T* xs, floa
   const int di = a.d_inner, dc = a.d_conv;
   T* xc = static_cast<T*>(a.xc);
   T* xz = static_cast<T*>(a.xz);
-  block_gemv<T, MT>(static_cast<const T*>(w.in_proj_w), a.d_model, rows.begin, rows.end, xs, a.M, a.L_in,
+  block_gemv<T, MT>(static_cast<const T*>(w.in_proj_w), a.d_model, rows.begin, rows.end, xs, a.M,
                     [&](int n, const float (&acc)[MT]) {
                       const float bv = w.in_proj_b ? w.in_proj_b[n] : 0.f;
                       if (n < di) {
@@ -315,7 +351,7 @@ __device__ void stage_out_proj(const StepArgs& a, const StepLayer& w, T* ys, Sli
   for (int i = threadIdx.x; i < n16; i += kStepThreads)
     reinterpret_cast<uint4*>(ys)[i] = __ldcg(reinterpret_cast<const uint4*>(a.y) + i);
   __syncthreads();
-  block_gemv<T, MT>(static_cast<const T*>(w.out_proj_w), di, rows.begin, rows.end, ys, a.M, a.L_out,
+  block_gemv<T, MT>(static_cast<const T*>(w.out_proj_w), di, rows.begin, rows.end, ys, a.M,
                     [&](int n, const float (&acc)[MT]) {
                       const float bv = w.out_proj_b ? w.out_proj_b[n] : 0.f;
 #pragma unroll
@@ -387,13 +423,6 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
 }
 
 int step_batch_template(int64_t M) { return M <= 1 ? 1 : M <= 2 ? 2 : M <= 4 ? 4 : 8; }
-
-// Lanes per row so that one pass of the block covers its rows (at least 4 lanes, at most 32).
-int lanes_for(int64_t rows_per_block) {
-  int L = 32;
-  while (L > 4 && int64_t(kStepThreads / L) < rows_per_block) L /= 2;
-  return L;
-}
 
 size_t step_smem_bytes(const DecodeLayerParams& p) {
   const size_t es = dtype_size(p.act_dtype), M = size_t(p.batch);
@@ -502,8 +531,6 @@ void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* ba
   StepArgs a = {};
   a.M = int(p.batch); a.d_model = int(p.d_model); a.d_inner = int(p.d_inner); a.d_state = int(p.d_state);
   a.dt_rank = int(p.dt_rank); a.d_conv = int(p.d_conv); a.rms = p.rms ? 1 : 0; a.eps = p.eps;
-  a.L_in = lanes_for((2 * p.d_inner + nb - 1) / nb);
-  a.L_out = lanes_for((p.d_model + nb - 1) / nb);
   const int64_t es = int64_t(dtype_size(p.act_dtype));
   a.dt_vec = (p.dt_rank * es) % 16 == 0 ? 1 : 0;
   for (int64_t i = 0; i < n; ++i)
