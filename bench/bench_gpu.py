@@ -79,14 +79,13 @@ def timed(fn, reps: int) -> float:
     return statistics.median(ts)
 
 
-# Decode variants timed next to the default (the persistent decode step): the per-layer kernels it replaced
-# (fused decode layer or the composed ops), and the persistent step with less / more L2 prefetch ahead of stages.
+# Decode variants timed next to the default (auto: the persistent decode step for d_model > 1024, else the
+# per-layer kernels): each forced on / off, and the persistent step without L2 prefetch ahead of its stages.
 VARIANTS = {
     "per-layer": {"MAMBART_CUDA_PERSISTENT": "0"},
-    "per-layer unfused": {"MAMBART_CUDA_PERSISTENT": "0", "MAMBART_CUDA_FUSED": "0"},
-    "per-layer fused": {"MAMBART_CUDA_PERSISTENT": "0", "MAMBART_CUDA_FUSED": "1"},
-    "no prefetch": {"MAMBART_STEP_PREFETCH_IN_KB": "0", "MAMBART_STEP_PREFETCH_OUT_KB": "0"},
-    "prefetch 256/256 KB": {"MAMBART_STEP_PREFETCH_IN_KB": "256", "MAMBART_STEP_PREFETCH_OUT_KB": "256"},
+    "persistent": {"MAMBART_CUDA_PERSISTENT": "1"},
+    "persistent, no prefetch": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_PREFETCH_IN_KB": "0",
+                                "MAMBART_STEP_PREFETCH_OUT_KB": "0"},
 }
 
 
@@ -119,7 +118,8 @@ def bench_decode_variant(mambart, folder: Path, env: dict, prompt_len=100, gen=1
 def step_timing(mambart, folder: Path, batch=1) -> str:
     """Per-stage times of the persistent decode step (MAMBART_STEP_TIMING), written when the backend goes away."""
     with tempfile.NamedTemporaryFile("r", suffix=".txt") as f:
-        bench_decode_variant(mambart, folder, {"MAMBART_STEP_TIMING": f.name}, gen=10, reps=1)
+        bench_decode_variant(mambart, folder, {"MAMBART_STEP_TIMING": f.name, "MAMBART_CUDA_PERSISTENT": "1"},
+                             gen=10, reps=1)
         gc.collect()
         return Path(f.name).read_text()
 

@@ -57,9 +57,10 @@ class CudaBackend final : public Backend {
     // MAMBART_CUDA_FUSED: 1 forces the fused decode layer, 0 turns it off, unset picks by size (see decode_layer).
     const char* f_env = std::getenv("MAMBART_CUDA_FUSED");
     fused_mode_ = !f_env ? -1 : std::string(f_env) == "0" ? 0 : 1;
-    // MAMBART_CUDA_PERSISTENT=0 turns the persistent decode step off (layers then run one by one).
+    // MAMBART_CUDA_PERSISTENT: 1 forces the persistent decode step, 0 turns it off (layers then run one by one),
+    // unset picks by size (see decode_layers).
     const char* s_env = std::getenv("MAMBART_CUDA_PERSISTENT");
-    persistent_ = !(s_env && std::string(s_env) == "0");
+    persistent_mode_ = !s_env ? -1 : std::string(s_env) == "0" ? 0 : 1;
     MAMBART_CUDA_CHECK(cudaMalloc(&step_barrier_, 128));
     MAMBART_CUDA_CHECK(cudaMemset(step_barrier_, 0, 128));
     // MAMBART_STEP_TIMING=<file>: stamp the stages of the persistent decode step; the last step's per-stage times
@@ -174,7 +175,10 @@ class CudaBackend final : public Backend {
   void decode_layers(const DecodeLayerParams* layers, int64_t n) override {
     DeviceGuard g(dev_);
     std::string why;
-    if (persistent_ && cuda::decode_step_applicable(layers, n, dev_, &why)) {
+    // Auto: persistent only for wide models. Measured on an H100 (fp16, batch 1, docs/BENCHMARKS.md): at
+    // d_model 768 its 4 grid barriers and latency-bound stages per layer cost more than the per-layer kernels.
+    const bool persistent = persistent_mode_ == 1 || (persistent_mode_ == -1 && layers[0].d_model > 1024);
+    if (persistent && cuda::decode_step_applicable(layers, n, dev_, &why)) {
       long long* timing = step_timing_ && n <= kTimingLayers ? step_timing_ : nullptr;
       if (timing) timed_layers_ = n;
       cuda::launch_decode_step(layers, n, static_cast<unsigned*>(step_barrier_), timing, num_sms_, stream_);
@@ -290,7 +294,7 @@ class CudaBackend final : public Backend {
   int num_sms_ = 1;
   bool graphs_enabled_ = true;
   int fused_mode_ = -1;  // -1 auto, 0 off, 1 on
-  bool persistent_ = true;
+  int persistent_mode_ = -1;  // -1 auto, 0 off, 1 on
   void* step_barrier_ = nullptr;  // the persistent decode kernel's grid barrier word
   static constexpr int64_t kTimingLayers = 256;
   long long* step_timing_ = nullptr;  // MAMBART_STEP_TIMING stamps

@@ -106,44 +106,50 @@ __device__ __forceinline__ void prefetch_range(const void* p, int64_t bytes) {
 #endif
 }
 
-// Rows [n0, n1) of w (N, K) times the M rows of x (shared memory, row stride K). Warp w takes the rows
-// n0 + w + 16 j (j < R, R = ceil(rows / 16) up to RM per pass) and all 32 lanes walk K in 16-byte chunks, so
-// every lane keeps R (x the unroll) independent weight loads in flight and a warp reads 512 contiguous bytes of a
-// row per load. epi(n, acc) runs on lane j of the warp for its row j. K * sizeof(T) is a multiple of 16.
-// (A first version gave each row L = 4..32 lanes of its own: few loads in flight per lane, ~1.1 TB/s.)
+// Rows [n0, n1) of w (N, K) times the M rows of x (shared memory, row stride K). The work is cut into units
+// (row, part of K): with few rows per block K is split in S parts so that every warp still gets several units.
+// Warp w takes the units w + 16 j (j < R <= RM per pass) and its 32 lanes walk their K parts in 16-byte chunks:
+// every lane keeps R (x the unroll) independent weight loads in flight, and a warp reads 512 contiguous bytes of a
+// row per load. With S == 1 lane j of the warp finishes its unit j's row; else the S partial sums of a row meet in
+// shared memory (`part`, kStepWarps * RM * MT floats) and one thread per row finishes it. epi(n, acc[MT]).
+// (A first version gave each row 4..32 lanes of its own and no K split: few loads in flight, ~1.1 TB/s.)
 template <typename T, int MT>
 constexpr int gemv_rows_per_warp() { return MT <= 2 ? 8 : 4; }
 template <typename T, int MT, class Epi>
-__device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, const T* x, int M, Epi epi) {
+__device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, const T* x, int M, float* part,
+                                           Epi epi) {
   constexpr int VEC = Vec<T>::n, RM = gemv_rows_per_warp<T, MT>();
-  const int C = K / VEC;
+  const int C = K / VEC, nr = n1 - n0;
+  if (nr <= 0) return;  // uniform over the block
+  int S = 1;
+  while (S < 16 && nr * S * 2 <= kStepWarps * RM && C / (S * 2) >= 64) S *= 2;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  for (int p0 = n0; p0 < n1; p0 += kStepWarps * RM) {  // uniform over the block
-    const int rows = min(n1 - p0, kStepWarps * RM);
-    const int R = (rows + kStepWarps - 1) / kStepWarps;
-    const uint4* wr[RM];
+  const int rows_per_pass = kStepWarps * RM / S;
+  for (int r0 = 0; r0 < nr; r0 += rows_per_pass) {  // uniform over the block
+    const int units = min(nr - r0, rows_per_pass) * S;
+    // S divides 16, so a warp's units share their K part (k = warp % S) and are 16 / S rows apart.
+    const int k = warp % S, lo = int(int64_t(C) * k / S), hi = int(int64_t(C) * (k + 1) / S);
+    const uint4* wb = reinterpret_cast<const uint4*>(w + int64_t(n0 + r0 + warp / S) * K) + lo;
+    const int64_t stride = int64_t(kStepWarps / S) * C;  // in 16-byte chunks
     bool ok[RM];
 #pragma unroll
-    for (int j = 0; j < RM; ++j) {
-      const int n = p0 + warp + kStepWarps * j;
-      ok[j] = j < R && n < n1;
-      wr[j] = reinterpret_cast<const uint4*>(w + int64_t(ok[j] ? n : n0) * K);
-    }
+    for (int j = 0; j < RM; ++j) ok[j] = warp + kStepWarps * j < units;
     float acc[MT][RM];
 #pragma unroll
     for (int m = 0; m < MT; ++m)
 #pragma unroll
       for (int j = 0; j < RM; ++j) acc[m][j] = 0.f;
-#pragma unroll 2
-    for (int c = lane; c < C; c += 32) {
+    constexpr int kUnroll = RM >= 8 ? 1 : 2;  // RM * kUnroll loads in flight per lane within 128 registers
+#pragma unroll kUnroll
+    for (int i = lane; lo + i < hi; i += 32) {
       uint4 wv[RM];
 #pragma unroll
       for (int j = 0; j < RM; ++j)
-        if (ok[j]) wv[j] = __ldg(wr[j] + c);
+        if (ok[j]) wv[j] = __ldg(wb + j * stride + i);
 #pragma unroll
       for (int m = 0; m < MT; ++m) {
         if (m < M) {
-          const uint4 xv = reinterpret_cast<const uint4*>(x + int64_t(m) * K)[c];
+          const uint4 xv = reinterpret_cast<const uint4*>(x + int64_t(m) * K)[lo + i];
 #pragma unroll
           for (int j = 0; j < RM; ++j)
             if (ok[j]) acc[m][j] += dot16(wv[j], xv, T());
@@ -154,21 +160,41 @@ __device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, co
     for (int m = 0; m < MT; ++m)
 #pragma unroll
       for (int j = 0; j < RM; ++j)
-        if (j < R) acc[m][j] = warp_sum(acc[m][j]);
-    // lane j finishes row j (constant-index selects: no local-memory array)
-    float mine[MT];
+        if (warp + kStepWarps * j < units) acc[m][j] = warp_sum(acc[m][j]);
+    if (S == 1) {  // lane j finishes row j (constant-index selects: no local-memory array)
+      float mine[MT];
+      bool own = false;
 #pragma unroll
-    for (int m = 0; m < MT; ++m) {
-      mine[m] = acc[m][0];
+      for (int m = 0; m < MT; ++m) mine[m] = acc[m][0];
 #pragma unroll
-      for (int j = 1; j < RM; ++j)
-        if (lane == j) mine[m] = acc[m][j];
+      for (int j = 0; j < RM; ++j) {
+        if (lane == j) {
+          own = ok[j];
+#pragma unroll
+          for (int m = 0; m < MT; ++m) mine[m] = acc[m][j];
+        }
+      }
+      if (own) epi(n0 + r0 + warp + kStepWarps * lane, mine);
+    } else {
+      if (lane == 0) {
+#pragma unroll
+        for (int j = 0; j < RM; ++j)
+          if (ok[j])
+#pragma unroll
+            for (int m = 0; m < MT; ++m) part[(warp + kStepWarps * j) * MT + m] = acc[m][j];
+      }
+      __syncthreads();
+      if (threadIdx.x < units / S) {
+        float sum[MT];
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+          sum[m] = 0.f;
+          for (int k = 0; k < S; ++k) sum[m] += part[(threadIdx.x * S + k) * MT + m];
+        }
+        epi(n0 + r0 + int(threadIdx.x), sum);
+      }
+      __syncthreads();
     }
-    bool own = false;
-#pragma unroll
-    for (int j = 0; j < RM; ++j)
-      if (lane == j) own = ok[j];
-    if (own) epi(p0 + warp + kStepWarps * lane, mine);
   }
 }
 
@@ -227,12 +253,12 @@ __device__ void norm_rows_cached(const float* residual, int M, int K, const floa
 
 // Stage A: xs = norm(residual); xz rows [n0, n1) of in_proj; x rows through the conv step into xc.
 template <typename T, int MT>
-__device__ void stage_in_proj(const StepArgs& a, const StepLayer& w, T* xs, float* red, Slice rows) {
+__device__ void stage_in_proj(const StepArgs& a, const StepLayer& w, T* xs, float* red, float* gpart, Slice rows) {
   norm_rows_cached<T>(a.residual, a.M, a.d_model, w.norm_w, w.norm_b, a.rms, a.eps, xs, red);
   const int di = a.d_inner, dc = a.d_conv;
   T* xc = static_cast<T*>(a.xc);
   T* xz = static_cast<T*>(a.xz);
-  block_gemv<T, MT>(static_cast<const T*>(w.in_proj_w), a.d_model, rows.begin, rows.end, xs, a.M,
+  block_gemv<T, MT>(static_cast<const T*>(w.in_proj_w), a.d_model, rows.begin, rows.end, xs, a.M, gpart,
                     [&](int n, const float (&acc)[MT]) {
                       const float bv = w.in_proj_b ? w.in_proj_b[n] : 0.f;
                       if (n < di) {
@@ -344,14 +370,14 @@ __device__ void stage_scan(const StepArgs& a, const StepLayer& w, float* xd, Sli
 
 // Stage D: residual rows... residual[:, n] += out_proj(y)[:, n] for rows [n0, n1) (y staged in shared memory).
 template <typename T, int MT>
-__device__ void stage_out_proj(const StepArgs& a, const StepLayer& w, T* ys, Slice rows) {
+__device__ void stage_out_proj(const StepArgs& a, const StepLayer& w, T* ys, float* gpart, Slice rows) {
   if (rows.end <= rows.begin) return;  // uniform over the block
   const int di = a.d_inner, d = a.d_model;
   const int n16 = a.M * di / Vec<T>::n;
   for (int i = threadIdx.x; i < n16; i += kStepThreads)
     reinterpret_cast<uint4*>(ys)[i] = __ldcg(reinterpret_cast<const uint4*>(a.y) + i);
   __syncthreads();
-  block_gemv<T, MT>(static_cast<const T*>(w.out_proj_w), di, rows.begin, rows.end, ys, a.M,
+  block_gemv<T, MT>(static_cast<const T*>(w.out_proj_w), di, rows.begin, rows.end, ys, a.M, gpart,
                     [&](int n, const float (&acc)[MT]) {
                       const float bv = w.out_proj_b ? w.out_proj_b[n] : 0.f;
 #pragma unroll
@@ -369,6 +395,7 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
   extern __shared__ uint4 step_smem[];  // A: normed rows (M, d_model); C: xdbl (M, nx) fp32; D: y (M, d_inner)
   __shared__ float red[32];
   __shared__ float part[kStepWarps][MT];
+  __shared__ float gpart[kStepWarps * gemv_rows_per_warp<T, MT>() * MT];
   T* xs = reinterpret_cast<T*>(step_smem);
   const int nb = gridDim.x, b = blockIdx.x;
   const int di = a.d_inner, d = a.d_model, nx = a.dt_rank + 2 * a.d_state;
@@ -395,7 +422,7 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
   for (int l = 0; l < a.n_layers; ++l) {
     const StepLayer& w = a.layer[l];
     stamp(l, 0);
-    stage_in_proj<T, MT>(a, w, xs, red, in_rows);
+    stage_in_proj<T, MT>(a, w, xs, red, gpart, in_rows);
     // Coming up: x_proj rows, dt_proj rows and A of this block's channels, then the out_proj slice.
     prefetch_range(static_cast<const char*>(w.x_proj_w) + int64_t(x_rows.begin) * di * es,
                    int64_t(x_rows.end - x_rows.begin) * di * es);
@@ -415,7 +442,7 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
     stamp(l, 5);
     grid_barrier(a.barrier, phase);
     stamp(l, 6);
-    stage_out_proj<T, MT>(a, w, xs, out_rows);
+    stage_out_proj<T, MT>(a, w, xs, gpart, out_rows);
     if (l + 1 < a.n_layers) in_slice(a.layer[l + 1], a.prefetch_in);
     stamp(l, 7);
     if (l + 1 < a.n_layers) grid_barrier(a.barrier, phase);

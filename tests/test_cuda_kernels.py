@@ -338,17 +338,32 @@ def test_decode_layer_steps(ref, cuda):
     assert rel(ka["conv_state"], kb["conv_state"]) <= 1e-5
 
 
+@pytest.fixture(scope="module")
+def cuda_persistent():
+    """A CUDA backend with the persistent decode step forced on (MAMBART_CUDA_PERSISTENT=1; by default it is used
+    for d_model > 1024 only)."""
+    old = os.environ.get("MAMBART_CUDA_PERSISTENT")
+    os.environ["MAMBART_CUDA_PERSISTENT"] = "1"
+    try:
+        yield core._OpRunner("cuda")
+    finally:
+        if old is None:
+            os.environ.pop("MAMBART_CUDA_PERSISTENT", None)
+        else:
+            os.environ["MAMBART_CUDA_PERSISTENT"] = old
+
+
 @pytest.mark.parametrize("dt", DTYPES)
 @pytest.mark.parametrize("shape", LAYER_SHAPES + [(1, 2560, 5120, 16, 160, 4, True, False),
                                                   (4, 1024, 2048, 32, 64, 4, False, True)],
                          ids=lambda s: "x".join(map(str, s)))
-def test_decode_layers_persistent(ref, cuda, dt, shape):
+def test_decode_layers_persistent(ref, cuda_persistent, dt, shape):
     """Three layers in a row through Backend::decode_layers (the persistent decode step where it applies: batch
     <= 8, aligned rows, d_state % 16 == 0) == the reference running decode_layer three times."""
     g = rng("decode_layers", dt, shape)
     kw = layer_inputs(g, dt, *shape)
     res0 = kw["residual"].copy()
-    ra, ca, sa = cuda.decode_layer(**kw, repeat=3)
+    ra, ca, sa = cuda_persistent.decode_layer(**kw, repeat=3)
     rb, cb, sb = ref.decode_layer(**kw, repeat=3)
     tol = LAYER_TOL[dt]
     assert np.isfinite(ra).all() and np.isfinite(sa).all()
@@ -357,11 +372,11 @@ def test_decode_layers_persistent(ref, cuda, dt, shape):
     assert rel(sa, sb) <= tol
 
 
-def test_decode_layers_persistent_repeatable(cuda):
+def test_decode_layers_persistent_repeatable(cuda_persistent):
     """The same inputs give bit-identical outputs run after run (no race between blocks)."""
     g = rng("decode_layers_repeat")
     kw = layer_inputs(g, "F16", 2, 768, 1536, 16, 48, 4, True, True)
-    outs = [cuda.decode_layer(**kw, repeat=4) for _ in range(5)]
+    outs = [cuda_persistent.decode_layer(**kw, repeat=4) for _ in range(5)]
     for o in outs[1:]:
         for a, b in zip(outs[0], o):
             np.testing.assert_array_equal(a, b)
