@@ -139,8 +139,7 @@ __device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, co
     for (int m = 0; m < MT; ++m)
 #pragma unroll
       for (int j = 0; j < RM; ++j) acc[m][j] = 0.f;
-    // RM * kUnroll loads in flight per lane within 128 registers (MT == 2 with RM 8 and unroll 2 would spill)
-    constexpr int kUnroll = MT == 2 ? 1 : 2;
+    constexpr int kUnroll = RM >= 8 ? 1 : 2;  // RM * kUnroll loads in flight per lane within 128 registers
 #pragma unroll kUnroll
     for (int i = lane; lo + i < hi; i += 32) {
       uint4 wv[RM];
