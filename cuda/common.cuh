@@ -66,20 +66,33 @@ __device__ __forceinline__ void pdl_trigger() {
 
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
-// kernel<<<grid, block, smem, stream>>>(args...) with the PDL attribute when enabled; checks the launch.
+// kernel<<<grid, block, smem, stream>>>(args...) with one launch attribute, checking the launch: kLaunchPdl adds
+// programmatic stream serialization when PDL is enabled; kLaunchCooperative makes a cooperative launch (every block
+// co-resident, or the launch fails), for kernels with grid-wide barriers.
+enum LaunchMode { kLaunchPdl, kLaunchCooperative };
 template <typename... KArgs, typename... Args>
-void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+void launch_as(LaunchMode mode, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+               Args&&... args) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  if (mode == kLaunchCooperative) {
+    attr[0].id = cudaLaunchAttributeCooperative;
+    attr[0].val.cooperative = 1;
+  } else {
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+  }
   cfg.attrs = attr;
-  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  cfg.numAttrs = mode == kLaunchCooperative || pdl_enabled() ? 1 : 0;
   MAMBART_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
+template <typename... KArgs, typename... Args>
+void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+  launch_as(kLaunchPdl, kernel, grid, block, smem, stream, std::forward<Args>(args)...);
 }
 
 // Elements per 16-byte vector and the dot product of two 16-byte vectors in fp32.

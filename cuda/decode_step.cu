@@ -198,63 +198,10 @@ __device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, co
   }
 }
 
-// xs (M, K) = norm(residual rows) * w (+ b), rounded to T, as norm_rows (step_ops.cuh) computes it but with each
-// thread's elements loaded once into registers (all loads issued before the sums): one L2 round trip per row.
-// Rows longer than kNormPer * blockDim fall back to norm_rows.
-constexpr int kNormPer = 8;
-template <typename T>
-__device__ void norm_rows_cached(const float* residual, int M, int K, const float* w, const float* b, int rms,
-                                 float eps, T* xs, float* red) {
-  if (K > kNormPer * kStepThreads) {
-    norm_rows<T, true>(residual, M, K, w, b, rms, eps, xs, K, red);
-    return;
-  }
-  for (int m = 0; m < M; ++m) {
-    const float* res = residual + int64_t(m) * K;
-    float v[kNormPer];
-    float s = 0.f, sq = 0.f;
-#pragma unroll
-    for (int j = 0; j < kNormPer; ++j) {
-      const int i = threadIdx.x + j * kStepThreads;
-      v[j] = i < K ? __ldcg(res + i) : 0.f;
-    }
-#pragma unroll
-    for (int j = 0; j < kNormPer; ++j) {
-      s += v[j];
-      sq += v[j] * v[j];
-    }
-    float var, mean = 0.f;
-    if (rms) {
-      var = block_sum(sq, red) / float(K);
-    } else {
-      mean = block_sum(s, red) / float(K);
-      float q = 0.f;
-#pragma unroll
-      for (int j = 0; j < kNormPer; ++j) {
-        const int i = threadIdx.x + j * kStepThreads;
-        const float dv = v[j] - mean;
-        q += i < K ? dv * dv : 0.f;
-      }
-      var = block_sum(q, red) / float(K);
-    }
-    const float inv = rsqrtf(var + eps);
-#pragma unroll
-    for (int j = 0; j < kNormPer; ++j) {
-      const int i = threadIdx.x + j * kStepThreads;
-      if (i < K) {
-        float o = (v[j] - mean) * inv * w[i];
-        if (b) o += b[i];
-        xs[int64_t(m) * K + i] = from_f<T>(o);
-      }
-    }
-  }
-  __syncthreads();
-}
-
 // Stage A: xs = norm(residual); xz rows [n0, n1) of in_proj; x rows through the conv step into xc.
 template <typename T, int MT>
 __device__ void stage_in_proj(const StepArgs& a, const StepLayer& w, T* xs, float* red, float* gpart, Slice rows) {
-  norm_rows_cached<T>(a.residual, a.M, a.d_model, w.norm_w, w.norm_b, a.rms, a.eps, xs, red);
+  norm_rows<T, true>(a.residual, a.M, a.d_model, w.norm_w, w.norm_b, a.rms, a.eps, xs, a.d_model, red);
   const int di = a.d_inner, dc = a.d_conv;
   T* xc = static_cast<T*>(a.xc);
   T* xz = static_cast<T*>(a.xz);
@@ -550,9 +497,9 @@ void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* ba
                         int num_sms, cudaStream_t stream) {
   const DecodeLayerParams& p = layers[0];
   const size_t smem = step_smem_bytes(p);
-  void* kernel = step_kernel(p.act_dtype, p.batch);
   if (smem > (size_t(48) << 10))
-    MAMBART_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    MAMBART_CUDA_CHECK(cudaFuncSetAttribute(step_kernel(p.act_dtype, p.batch),
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   const int nb = num_sms;  // one block per SM: every block is resident (cooperative launch checks it)
 
   StepArgs a = {};
@@ -578,18 +525,15 @@ void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* ba
       s.dt_bias = q.dt_bias; s.A = q.A; s.D = q.D; s.out_proj_w = q.out_proj_w; s.out_proj_b = q.out_proj_b;
       s.conv_state = q.conv_state; s.ssm_state = q.ssm_state;
     }
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(unsigned(nb));
-    cfg.blockDim = dim3(kStepThreads);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeCooperative;
-    attr[0].val.cooperative = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    void* args[] = {&a};
-    MAMBART_CUDA_CHECK(cudaLaunchKernelExC(&cfg, kernel, args));
+    const int mt = step_batch_template(p.batch);
+    MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "decode_step",
+      auto go = [&](auto kernel) {
+        launch_as(kLaunchCooperative, kernel, dim3(unsigned(nb)), dim3(kStepThreads), smem, stream, a);
+      };
+      if (mt == 1) go(decode_step_kernel<T, 1>);
+      else if (mt == 2) go(decode_step_kernel<T, 2>);
+      else if (mt == 4) go(decode_step_kernel<T, 4>);
+      else go(decode_step_kernel<T, 8>));
     MAMBART_CUDA_CHECK_LAUNCH("decode_step");
   }
 }

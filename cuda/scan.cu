@@ -23,6 +23,7 @@
 
 #include "common.cuh"
 #include "kernels.h"
+#include "step_ops.cuh"
 
 namespace mambart {
 namespace cuda {
@@ -277,23 +278,8 @@ __global__ void scan_step_kernel(ScanParams p, DtProjArgs d) {
   const float dx = delta * xv;
   const T* Bt = static_cast<const T*>(p.B) + b * p.B_batch_stride;
   const T* Ct = static_cast<const T*>(p.C) + b * p.C_batch_stride;
-  float4* st = reinterpret_cast<float4*>(p.ssm_state + (b * p.d_inner + cc) * DS);
-  const float4* A4 = reinterpret_cast<const float4*>(p.A + cc * DS);
-  float acc = 0.f;
-#pragma unroll
-  for (int j = 0; j < NQ; ++j) {
-    const int i4 = j * 4 + q, s = i4 * 4;
-    float4 h = st[i4];
-    const float4 a = __ldg(A4 + i4);
-    h.x = __expf(delta * a.x) * h.x + dx * to_f(Bt[s + 0]);
-    h.y = __expf(delta * a.y) * h.y + dx * to_f(Bt[s + 1]);
-    h.z = __expf(delta * a.z) * h.z + dx * to_f(Bt[s + 2]);
-    h.w = __expf(delta * a.w) * h.w + dx * to_f(Bt[s + 3]);
-    acc += h.x * to_f(Ct[s + 0]) + h.y * to_f(Ct[s + 1]) + h.z * to_f(Ct[s + 2]) + h.w * to_f(Ct[s + 3]);
-    if (active) st[i4] = h;
-  }
-  acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-  acc += __shfl_xor_sync(0xffffffffu, acc, 2);
+  const float acc = scan_step_4lanes(delta, dx, p.A + cc * DS, p.ssm_state + (b * p.d_inner + cc) * DS, Bt, Ct, q, NQ,
+                                     active);
   if (!active || q != 0) return;
   float out = acc + (p.D ? p.D[c] : 0.f) * xv;
   if (p.z) out *= silu(to_f(static_cast<const T*>(p.z)[b * p.z_batch_stride + c]));

@@ -9,38 +9,51 @@ namespace cuda {
 
 // out[m * ldo + i] = norm(residual[m * K + i]) * w[i] (+ b[i]) rounded to T, for m < M, computed by the whole
 // block with fp32 sums exactly as add_norm computes them; ends with __syncthreads(). `red` holds 32 floats.
-// COHERENT reads the residual through L2 only (ld.global.cg): for a residual written by other blocks of the
-// same (persistent) kernel.
-template <typename T, bool COHERENT>
+// When a row fits in PER values per thread it is loaded once into registers (all loads issued before the sums: one
+// memory round trip per row), else it is re-read for each pass. COHERENT reads the residual through L2 only
+// (ld.global.cg): for a residual written by other blocks of the same (persistent) kernel.
+template <typename T, bool COHERENT, int PER = 8>
 __device__ void norm_rows(const float* residual, int M, int K, const float* w, const float* b, int rms, float eps,
                           T* out, int ldo, float* red) {
+  const int nt = int(blockDim.x);
+  const bool cached = K <= PER * nt;
   for (int m = 0; m < M; ++m) {
     const float* res = residual + int64_t(m) * K;
     auto ld = [res](int i) { return COHERENT ? __ldcg(res + i) : res[i]; };
-    float s = 0.f, sq = 0.f;
-    for (int i = threadIdx.x; i < K; i += blockDim.x) {
-      const float v = ld(i);
-      s += v;
-      sq += v * v;
+    float v[PER];
+#pragma unroll
+    for (int j = 0; j < PER; ++j) {
+      const int i = int(threadIdx.x) + j * nt;
+      v[j] = cached && i < K ? ld(i) : 0.f;
     }
+    auto each = [&](auto&& fn) {  // fn(value, index) over this thread's elements of the row
+      if (cached) {
+#pragma unroll
+        for (int j = 0; j < PER; ++j) {
+          const int i = int(threadIdx.x) + j * nt;
+          if (i < K) fn(v[j], i);
+        }
+      } else {
+        for (int i = int(threadIdx.x); i < K; i += nt) fn(ld(i), i);
+      }
+    };
+    float s = 0.f, sq = 0.f;
+    each([&](float x, int) { s += x; sq += x * x; });
     float var, mean = 0.f;
     if (rms) {
       var = block_sum(sq, red) / float(K);
     } else {
       mean = block_sum(s, red) / float(K);
       float q = 0.f;
-      for (int i = threadIdx.x; i < K; i += blockDim.x) {
-        const float d = ld(i) - mean;
-        q += d * d;
-      }
+      each([&](float x, int) { q += (x - mean) * (x - mean); });
       var = block_sum(q, red) / float(K);
     }
     const float inv = rsqrtf(var + eps);
-    for (int i = threadIdx.x; i < K; i += blockDim.x) {
-      float v = (ld(i) - mean) * inv * w[i];
-      if (b) v += b[i];
-      out[int64_t(m) * ldo + i] = from_f<T>(v);
-    }
+    each([&](float x, int i) {
+      float o = (x - mean) * inv * w[i];
+      if (b) o += b[i];
+      out[int64_t(m) * ldo + i] = from_f<T>(o);
+    });
   }
   __syncthreads();
 }

@@ -338,19 +338,23 @@ def test_decode_layer_steps(ref, cuda):
     assert rel(ka["conv_state"], kb["conv_state"]) <= 1e-5
 
 
-@pytest.fixture(scope="module")
-def cuda_persistent():
-    """A CUDA backend with the persistent decode step forced on (MAMBART_CUDA_PERSISTENT=1; by default it is used
-    for d_model > 1024 only)."""
-    old = os.environ.get("MAMBART_CUDA_PERSISTENT")
-    os.environ["MAMBART_CUDA_PERSISTENT"] = "1"
+def runner_with_env(name: str, value: str):
+    """An _OpRunner("cuda") whose backend is created with os.environ[name] = value (read at creation)."""
+    old = os.environ.get(name)
+    os.environ[name] = value
     try:
-        yield core._OpRunner("cuda")
+        return core._OpRunner("cuda")
     finally:
         if old is None:
-            os.environ.pop("MAMBART_CUDA_PERSISTENT", None)
+            os.environ.pop(name, None)
         else:
-            os.environ["MAMBART_CUDA_PERSISTENT"] = old
+            os.environ[name] = old
+
+
+@pytest.fixture(scope="module")
+def cuda_persistent():
+    """A CUDA backend with the persistent decode step forced on (by default it is used for d_model > 1024 only)."""
+    return runner_with_env("MAMBART_CUDA_PERSISTENT", "1")
 
 
 @pytest.mark.parametrize("dt", DTYPES)
@@ -386,15 +390,7 @@ def test_decode_layers_persistent_repeatable(cuda_persistent):
 def cuda_unfused():
     """A CUDA backend with the fused decode layer off (MAMBART_CUDA_FUSED=0): the ops composed, out_proj
     accumulated into the residual by the GEMV epilogue (batch <= 8) or cuBLAS (beta 1)."""
-    old = os.environ.get("MAMBART_CUDA_FUSED")
-    os.environ["MAMBART_CUDA_FUSED"] = "0"
-    try:
-        yield core._OpRunner("cuda")
-    finally:
-        if old is None:
-            os.environ.pop("MAMBART_CUDA_FUSED", None)
-        else:
-            os.environ["MAMBART_CUDA_FUSED"] = old
+    return runner_with_env("MAMBART_CUDA_FUSED", "0")
 
 
 @pytest.mark.parametrize("dt", DTYPES)
