@@ -203,13 +203,21 @@ def test_cupy_consumes_without_copy(gpu):
     assert c2.data.ptr == out.data_ptr
 
 
-@needs_cuda
-def test_jax_consumes(gpu):
+@pytest.fixture
+def jax_gpu():
+    """jax (with jax.dlpack and jax.numpy loaded), skipping where it is missing or has no GPU backend."""
     jax = pytest.importorskip("jax")
-    import jax.dlpack
+    import jax.dlpack  # noqa: F401
+    import jax.numpy  # noqa: F401
 
     if not any(d.platform == "gpu" for d in jax.devices()):
         pytest.skip("JAX has no GPU backend here")
+    return jax
+
+
+@needs_cuda
+def test_jax_consumes(gpu, jax_gpu):
+    jax = jax_gpu
     ids = _ids((2, 33), seed=12)
     out = gpu.forward(ids, device_output=True)
     j = jax.dlpack.from_dlpack(out)
@@ -301,12 +309,8 @@ def test_ids_from_cupy(gpu):
 
 
 @needs_cuda
-def test_ids_from_jax(gpu):
-    jax = pytest.importorskip("jax")
-    import jax.numpy as jnp
-
-    if not any(d.platform == "gpu" for d in jax.devices()):
-        pytest.skip("JAX has no GPU backend here")
+def test_ids_from_jax(gpu, jax_gpu):
+    jnp = jax_gpu.numpy
     ids = _ids((2, 23), seed=20)
     np.testing.assert_array_equal(gpu.forward(jnp.asarray(ids, dtype=jnp.int32)), gpu.forward(ids))
 
