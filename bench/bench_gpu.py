@@ -80,11 +80,12 @@ def timed(fn, reps: int) -> float:
 
 
 # Decode variants timed next to the default (auto: the persistent decode step for d_model > 1024, else the
-# per-layer kernels): each forced on / off, and the persistent step without its loads ahead of the barriers.
+# per-layer kernels): each forced on / off, and the persistent step without L2 prefetch ahead of its stages.
 VARIANTS = {
     "per-layer": {"MAMBART_CUDA_PERSISTENT": "0"},
     "persistent": {"MAMBART_CUDA_PERSISTENT": "1"},
-    "persistent, no preload": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_PRELOAD": "0"},
+    "persistent, no prefetch": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_PREFETCH_IN_KB": "0",
+                                "MAMBART_STEP_PREFETCH_OUT_KB": "0"},
 }
 
 

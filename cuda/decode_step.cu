@@ -9,11 +9,9 @@
 //   D  out_proj rows of b; residual += product rounded to the act dtype                 -> residual (M, d_model)
 // with nx = dt_rank + 2 d_state. Why (docs/BENCHMARKS.md "GPU"): at batch 1 a layer was 4-7 dependent small
 // kernels whose launch, ramp-up and tail cost more than their bytes. Here a stage starts as soon as its barrier
-// opens, and before arriving at a barrier each thread loads what the coming stage needs and the barrier does not
-// guard (the first weight chunks of a GEMV stage, the state and inputs of stage C), so the wait overlaps them.
-// (An L2 bulk prefetch of the coming weights instead made no measurable difference.) Data written by other
-// blocks during the kernel is read through L2 (ld.global.cg), never through the non-coherent read-only path;
-// weights use the read-only path.
+// opens, and before arriving at a barrier each block asks L2 for the weights of its coming stages (bulk L2
+// prefetch), so the barrier's wait overlaps the next loads. Data written by other blocks during the kernel is
+// read through L2 (ld.global.cg), never through the non-coherent read-only path; weights use the read-only path.
 // Rounding matches the composed ops: every intermediate is rounded to the act dtype where the ops store it.
 #include "decode_step.h"
 
@@ -48,7 +46,8 @@ struct StepArgs {
   int M, d_model, d_inner, d_state, dt_rank, d_conv, rms, n_layers;
   float eps;
   int dt_vec;             // dt_proj rows readable as 16-byte vectors
-  int preload;            // load what a stage can before its barrier (GemvFirst, ChannelIn); 0: off (a variant)
+  int prefetch_in;        // bytes of the next layer's in_proj slice prefetched before the last barrier of a layer
+  int prefetch_out;       // bytes of the out_proj slice prefetched after stage A
   float* residual;        // (M, d_model) fp32
   void* xz;               // (M, 2 d_inner): z in the second half
   void* xc;               // (M, d_inner)
@@ -87,49 +86,24 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar, unsigned& phase) {
   __syncthreads();
 }
 
-template <typename T, int MT>
-constexpr int gemv_rows_per_warp() { return MT <= 2 ? 8 : 4; }
-
-// One pass of block_gemv for this warp: rows [n0 + r0, ...) of w, `units` (row, K part) pairs over the block;
-// S divides 16, so a warp's units share their K part [lo, hi) (k = warp % S) and are 16 / S rows apart.
-struct GemvPass {
-  int S, units, lo, hi;
-  const uint4* wb;   // this warp's first unit, at chunk lo
-  int64_t stride;    // chunks between the warp's units
-};
-template <typename T, int MT>
-__device__ __forceinline__ GemvPass gemv_pass(const T* w, int K, int n0, int n1, int r0) {
-  constexpr int VEC = Vec<T>::n, RM = gemv_rows_per_warp<T, MT>();
-  const int C = K / VEC, nr = n1 - n0;
-  int S = 1;
-  while (S < 16 && nr * S * 2 <= kStepWarps * RM && C / (S * 2) >= 64) S *= 2;
-  const int warp = threadIdx.x >> 5;
-  GemvPass p;
-  p.S = S;
-  p.units = min(nr - r0, kStepWarps * RM / S) * S;
-  const int k = warp % S;
-  p.lo = int(int64_t(C) * k / S);
-  p.hi = int(int64_t(C) * (k + 1) / S);
-  p.wb = reinterpret_cast<const uint4*>(w + int64_t(n0 + r0 + warp / S) * K) + p.lo;
-  p.stride = int64_t(kStepWarps / S) * C;
-  return p;
-}
-
-// The first chunk of each of this lane's units in block_gemv's first pass. Weights never depend on the previous
-// stage: loaded before the barrier that opens the stage, their memory round trip overlaps the wait.
-template <typename T, int MT>
-struct GemvFirst {
-  uint4 v[gemv_rows_per_warp<T, MT>()];
-};
-template <typename T, int MT>
-__device__ __forceinline__ void gemv_preload(const T* w, int K, int n0, int n1, GemvFirst<T, MT>& f) {
-  constexpr int RM = gemv_rows_per_warp<T, MT>();
-  if (n1 <= n0) return;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const GemvPass p = gemv_pass<T, MT>(w, K, n0, n1, 0);
-#pragma unroll
-  for (int j = 0; j < RM; ++j)
-    if (warp + kStepWarps * j < p.units && p.lo + lane < p.hi) f.v[j] = __ldg(p.wb + j * p.stride + lane);
+// Asks L2 for [p, p + bytes) (p 16-byte aligned): bulk prefetches of 16 KB pieces on sm_90, one line per thread
+// before that. Never waits.
+// The range is shrunk to whole 16-byte pieces inside it.
+__device__ __forceinline__ void prefetch_range(const void* p, int64_t bytes) {
+  const uintptr_t b0 = (reinterpret_cast<uintptr_t>(p) + 15) & ~uintptr_t(15);
+  const uintptr_t b1 = (reinterpret_cast<uintptr_t>(p) + uintptr_t(bytes > 0 ? bytes : 0)) & ~uintptr_t(15);
+  if (b1 <= b0) return;
+  const char* c = reinterpret_cast<const char*>(b0);
+  bytes = int64_t(b1 - b0);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  constexpr int64_t kPiece = 16 << 10;
+  for (int64_t off = int64_t(threadIdx.x) * kPiece; off < bytes; off += int64_t(blockDim.x) * kPiece) {
+    const unsigned n = unsigned(bytes - off < kPiece ? bytes - off : kPiece);
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(c + off), "r"(n) : "memory");
+  }
+#else
+  for (int64_t off = int64_t(threadIdx.x) * 128; off < bytes; off += int64_t(blockDim.x) * 128) prefetch_l2(c + off);
+#endif
 }
 
 // Rows [n0, n1) of w (N, K) times the M rows of x (shared memory, row stride K). The work is cut into units
@@ -138,20 +112,25 @@ __device__ __forceinline__ void gemv_preload(const T* w, int K, int n0, int n1, 
 // every lane keeps R (x the unroll) independent weight loads in flight, and a warp reads 512 contiguous bytes of a
 // row per load. With S == 1 lane j of the warp finishes its unit j's row; else the S partial sums of a row meet in
 // shared memory (`part`, kStepWarps * RM * MT floats) and one thread per row finishes it. epi(n, acc[MT]).
-// `first` (or nullptr): the first pass's first chunks, from gemv_preload with the same arguments. (Passed by
-// address, so it lives in local memory: the preload is a global load stored to L1-backed local memory before the
-// barrier and read back after it. Held in registers instead, the whole kernel spilled far more.)
 // (A first version gave each row 4..32 lanes of its own and no K split: few loads in flight, ~1.1 TB/s.)
+template <typename T, int MT>
+constexpr int gemv_rows_per_warp() { return MT <= 2 ? 8 : 4; }
 template <typename T, int MT, class Epi>
 __device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, const T* x, int M, float* part,
-                                           const GemvFirst<T, MT>* first, Epi epi) {
-  constexpr int RM = gemv_rows_per_warp<T, MT>();
-  const int nr = n1 - n0;
+                                           Epi epi) {
+  constexpr int VEC = Vec<T>::n, RM = gemv_rows_per_warp<T, MT>();
+  const int C = K / VEC, nr = n1 - n0;
   if (nr <= 0) return;  // uniform over the block
+  int S = 1;
+  while (S < 16 && nr * S * 2 <= kStepWarps * RM && C / (S * 2) >= 64) S *= 2;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  for (int r0 = 0; r0 < nr;) {  // uniform over the block
-    const GemvPass p = gemv_pass<T, MT>(w, K, n0, n1, r0);
-    const int S = p.S, units = p.units;
+  const int rows_per_pass = kStepWarps * RM / S;
+  for (int r0 = 0; r0 < nr; r0 += rows_per_pass) {  // uniform over the block
+    const int units = min(nr - r0, rows_per_pass) * S;
+    // S divides 16, so a warp's units share their K part (k = warp % S) and are 16 / S rows apart.
+    const int k = warp % S, lo = int(int64_t(C) * k / S), hi = int(int64_t(C) * (k + 1) / S);
+    const uint4* wb = reinterpret_cast<const uint4*>(w + int64_t(n0 + r0 + warp / S) * K) + lo;
+    const int64_t stride = int64_t(kStepWarps / S) * C;  // in 16-byte chunks
     bool ok[RM];
 #pragma unroll
     for (int j = 0; j < RM; ++j) ok[j] = warp + kStepWarps * j < units;
@@ -160,36 +139,28 @@ __device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, co
     for (int m = 0; m < MT; ++m)
 #pragma unroll
       for (int j = 0; j < RM; ++j) acc[m][j] = 0.f;
-    auto consume = [&](const uint4 (&wv)[RM], int i) {
+    constexpr int kUnroll = RM >= 8 ? 1 : 2;  // RM * kUnroll loads in flight per lane within 128 registers
+#pragma unroll kUnroll
+    for (int i = lane; lo + i < hi; i += 32) {
+      uint4 wv[RM];
+#pragma unroll
+      for (int j = 0; j < RM; ++j)
+        if (ok[j]) wv[j] = __ldg(wb + j * stride + i);
 #pragma unroll
       for (int m = 0; m < MT; ++m) {
         if (m < M) {
-          const uint4 xv = reinterpret_cast<const uint4*>(x + int64_t(m) * K)[p.lo + i];
+          const uint4 xv = reinterpret_cast<const uint4*>(x + int64_t(m) * K)[lo + i];
 #pragma unroll
           for (int j = 0; j < RM; ++j)
             if (ok[j]) acc[m][j] += dot16(wv[j], xv, T());
         }
       }
-    };
-    int i0 = lane;
-    if (first && r0 == 0) {  // the preloaded first chunks
-      if (p.lo + lane < p.hi) consume(first->v, lane);
-      i0 += 32;
-    }
-    constexpr int kUnroll = RM >= 8 ? 1 : 2;  // RM * kUnroll loads in flight per lane within 128 registers
-#pragma unroll kUnroll
-    for (int i = i0; p.lo + i < p.hi; i += 32) {
-      uint4 wv[RM];
-#pragma unroll
-      for (int j = 0; j < RM; ++j)
-        if (ok[j]) wv[j] = __ldg(p.wb + j * p.stride + i);
-      consume(wv, i);
     }
 #pragma unroll
     for (int m = 0; m < MT; ++m)
 #pragma unroll
       for (int j = 0; j < RM; ++j)
-        if (ok[j]) acc[m][j] = warp_sum(acc[m][j]);
+        if (warp + kStepWarps * j < units) acc[m][j] = warp_sum(acc[m][j]);
     if (S == 1) {  // lane j finishes row j (constant-index selects: no local-memory array)
       float mine[MT];
       bool own = false;
@@ -224,19 +195,17 @@ __device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, co
       }
       __syncthreads();
     }
-    r0 += units / S;
   }
 }
 
 // Stage A: xs = norm(residual); xz rows [n0, n1) of in_proj; x rows through the conv step into xc.
 template <typename T, int MT>
-__device__ void stage_in_proj(const StepArgs& a, const StepLayer& w, T* xs, float* red, float* gpart, Slice rows,
-                              const GemvFirst<T, MT>* first) {
+__device__ void stage_in_proj(const StepArgs& a, const StepLayer& w, T* xs, float* red, float* gpart, Slice rows) {
   norm_rows<T, true>(a.residual, a.M, a.d_model, w.norm_w, w.norm_b, a.rms, a.eps, xs, a.d_model, red);
   const int di = a.d_inner, dc = a.d_conv;
   T* xc = static_cast<T*>(a.xc);
   T* xz = static_cast<T*>(a.xz);
-  block_gemv<T, MT>(static_cast<const T*>(w.in_proj_w), a.d_model, rows.begin, rows.end, xs, a.M, gpart, first,
+  block_gemv<T, MT>(static_cast<const T*>(w.in_proj_w), a.d_model, rows.begin, rows.end, xs, a.M, gpart,
                     [&](int n, const float (&acc)[MT]) {
                       const float bv = w.in_proj_b ? w.in_proj_b[n] : 0.f;
                       if (n < di) {
@@ -303,59 +272,30 @@ __device__ void stage_x_proj(const StepArgs& a, const StepLayer& w, float (*part
   }
 }
 
-// Stage C inputs of one (row m, channel c) that do not depend on stage B (xc and z come from stage A, the state
-// and A from this block's own slice), so the first pass's can be loaded before barrier 2.
-struct ChannelIn {
-  float xv, zv, bias, Dv;
-  ScanLanes sl;
-};
-__device__ __forceinline__ void channel_unit(int u, int units, int nc, int c0, bool& active, int& m, int& c) {
-  active = u < units;
-  m = active ? u / nc : 0;
-  c = c0 + (active ? u % nc : 0);
-}
-template <typename T>
-__device__ __forceinline__ void load_channel(const StepArgs& a, const StepLayer& w, int m, int c, int q,
-                                             ChannelIn& in) {
-  const int di = a.d_inner, ds = a.d_state;
-  in.xv = to_f(__ldcg(static_cast<const T*>(a.xc) + int64_t(m) * di + c));
-  in.zv = to_f(__ldcg(static_cast<const T*>(a.xz) + int64_t(m) * 2 * di + di + c));
-  in.bias = w.dt_bias ? w.dt_bias[c] : 0.f;
-  in.Dv = w.D ? w.D[c] : 0.f;
-  scan_lanes_load(in.sl, w.A + int64_t(c) * ds, w.ssm_state + (int64_t(m) * di + c) * ds, q, ds / 16);
-}
-// The first pass's ChannelIn of this thread (before barrier 2).
-template <typename T>
-__device__ __forceinline__ void preload_channel(const StepArgs& a, const StepLayer& w, Slice ch, ChannelIn& in) {
-  const int nc = ch.end - ch.begin;
-  if (nc <= 0) return;
-  bool active;
-  int m, c;
-  channel_unit(threadIdx.x / 4, a.M * nc, nc, ch.begin, active, m, c);
-  load_channel<T>(a, w, m, c, threadIdx.x & 3, in);
-}
-
 // Stage C: for channels [c0, c1) and every row: dt = dt_proj(xdbl[:dt_rank]) (rounded), delta = softplus(dt + b),
-// the scan step over 4 lanes, y = (C.h + D x) * silu(z). `pre`: the first pass's inputs (preload_channel) or
-// nullptr.
+// the scan step over 4 lanes, y = (C.h + D x) * silu(z).
 template <typename T, int MT>
-__device__ void stage_scan(const StepArgs& a, const StepLayer& w, float* xd, Slice ch, const ChannelIn* pre) {
+__device__ void stage_scan(const StepArgs& a, const StepLayer& w, float* xd, Slice ch) {
   const int nc = ch.end - ch.begin;
   if (nc <= 0) return;  // uniform over the block
   const int M = a.M, di = a.d_inner, ds = a.d_state, r = a.dt_rank, nx = r + 2 * ds, nq = ds / 16;
   const T* xdbl = static_cast<const T*>(a.xdbl);
   for (int i = threadIdx.x; i < M * nx; i += kStepThreads) xd[i] = to_f(__ldcg(xdbl + i));
   __syncthreads();
+  const T* xc = static_cast<const T*>(a.xc);
+  const T* xz = static_cast<const T*>(a.xz);
   const int q = threadIdx.x & 3, units = M * nc;
   for (int u0 = 0; u0 < units; u0 += kStepThreads / 4) {  // uniform: the 4-lane shuffles see every lane
-    bool active;
-    int m, c;
-    channel_unit(u0 + threadIdx.x / 4, units, nc, ch.begin, active, m, c);
-    ChannelIn in;
-    if (pre && u0 == 0) in = *pre;
-    else load_channel<T>(a, w, m, c, q, in);
+    const int u = u0 + threadIdx.x / 4;
+    const bool active = u < units;
+    const int m = active ? u / nc : 0, c = ch.begin + (active ? u % nc : 0);
     const float* xr = xd + m * nx;
     const T* wr = static_cast<const T*>(w.dt_proj_w) + int64_t(c) * r;
+    // loads that do not depend on dt first, so their latencies overlap
+    const float xv = to_f(__ldcg(xc + int64_t(m) * di + c));
+    const float zv = to_f(__ldcg(xz + int64_t(m) * 2 * di + di + c));
+    const float bias = w.dt_bias ? w.dt_bias[c] : 0.f;
+    const float Dv = w.D ? w.D[c] : 0.f;
     float s = 0.f;
     if (a.dt_vec) {
       constexpr int VEC = Vec<T>::n;
@@ -365,11 +305,11 @@ __device__ void stage_scan(const StepArgs& a, const StepLayer& w, float* xd, Sli
     }
     s += __shfl_xor_sync(0xffffffffu, s, 1);
     s += __shfl_xor_sync(0xffffffffu, s, 2);
-    const float delta = softplus(to_f(from_f<T>(s)) + in.bias);
-    const float acc = scan_lanes_step(in.sl, delta, delta * in.xv, xr + r, xr + r + ds,
-                                      w.ssm_state + (int64_t(m) * di + c) * ds, q, nq, active);
+    const float delta = softplus(to_f(from_f<T>(s)) + bias);
+    const float acc = scan_step_4lanes(delta, delta * xv, w.A + int64_t(c) * ds, w.ssm_state + (int64_t(m) * di + c) * ds,
+                                       xr + r, xr + r + ds, q, nq, active);
     if (active && q == 0) {
-      const float out = (acc + in.Dv * in.xv) * silu(in.zv);
+      const float out = (acc + Dv * xv) * silu(zv);
       static_cast<T*>(a.y)[int64_t(m) * di + c] = from_f<T>(out);
     }
   }
@@ -377,15 +317,14 @@ __device__ void stage_scan(const StepArgs& a, const StepLayer& w, float* xd, Sli
 
 // Stage D: residual rows... residual[:, n] += out_proj(y)[:, n] for rows [n0, n1) (y staged in shared memory).
 template <typename T, int MT>
-__device__ void stage_out_proj(const StepArgs& a, const StepLayer& w, T* ys, float* gpart, Slice rows,
-                               const GemvFirst<T, MT>* first) {
+__device__ void stage_out_proj(const StepArgs& a, const StepLayer& w, T* ys, float* gpart, Slice rows) {
   if (rows.end <= rows.begin) return;  // uniform over the block
   const int di = a.d_inner, d = a.d_model;
   const int n16 = a.M * di / Vec<T>::n;
   for (int i = threadIdx.x; i < n16; i += kStepThreads)
     reinterpret_cast<uint4*>(ys)[i] = __ldcg(reinterpret_cast<const uint4*>(a.y) + i);
   __syncthreads();
-  block_gemv<T, MT>(static_cast<const T*>(w.out_proj_w), di, rows.begin, rows.end, ys, a.M, gpart, first,
+  block_gemv<T, MT>(static_cast<const T*>(w.out_proj_w), di, rows.begin, rows.end, ys, a.M, gpart,
                     [&](int n, const float (&acc)[MT]) {
                       const float bv = w.out_proj_b ? w.out_proj_b[n] : 0.f;
 #pragma unroll
@@ -407,9 +346,15 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
   T* xs = reinterpret_cast<T*>(step_smem);
   const int nb = gridDim.x, b = blockIdx.x;
   const int di = a.d_inner, d = a.d_model, nx = a.dt_rank + 2 * a.d_state;
+  const size_t es = sizeof(T);
   const Slice in_rows = slice_of(2 * di, nb, b), out_rows = slice_of(d, nb, b), ch = slice_of(di, nb, b);
   const int xr_per = (nx + nb - 1) / nb;
   const Slice x_rows = {min(nx, b * xr_per), min(nx, (b + 1) * xr_per)};
+  auto capped = [](int64_t cap, int64_t bytes) { return bytes < cap ? bytes : cap; };
+  auto in_slice = [&](const StepLayer& w, int64_t cap) {
+    prefetch_range(static_cast<const char*>(w.in_proj_w) + int64_t(in_rows.begin) * d * es,
+                   capped(cap, int64_t(in_rows.end - in_rows.begin) * d * es));
+  };
   // Timing (diagnostics only): stamps 0..7 of a layer = start, A done, B start, B done, C start, C done, D start,
   // D done (the gaps are barrier waits), after a block-wide sync so they mark the whole block.
   auto stamp = [&](int l, int k) {
@@ -420,30 +365,32 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
   };
   unsigned phase = 0;
   if (threadIdx.x == 0) phase = barrier_phase(a.barrier);
-  const bool pre = a.preload != 0;
-  GemvFirst<T, MT> first;  // the next GEMV stage's first weight chunks, loaded before its barrier
-  ChannelIn cin;           // stage C's first-pass inputs, loaded before barrier 2
-  if (pre) gemv_preload(static_cast<const T*>(a.layer[0].in_proj_w), d, in_rows.begin, in_rows.end, first);
+  in_slice(a.layer[0], a.prefetch_in);
   for (int l = 0; l < a.n_layers; ++l) {
     const StepLayer& w = a.layer[l];
     stamp(l, 0);
-    stage_in_proj<T, MT>(a, w, xs, red, gpart, in_rows, pre ? &first : nullptr);
+    stage_in_proj<T, MT>(a, w, xs, red, gpart, in_rows);
+    // Coming up: x_proj rows, dt_proj rows and A of this block's channels, then the out_proj slice.
+    prefetch_range(static_cast<const char*>(w.x_proj_w) + int64_t(x_rows.begin) * di * es,
+                   int64_t(x_rows.end - x_rows.begin) * di * es);
+    prefetch_range(static_cast<const char*>(w.dt_proj_w) + int64_t(ch.begin) * a.dt_rank * es,
+                   int64_t(ch.end - ch.begin) * a.dt_rank * es);
+    prefetch_range(w.A + int64_t(ch.begin) * a.d_state, int64_t(ch.end - ch.begin) * a.d_state * 4);
+    prefetch_range(static_cast<const char*>(w.out_proj_w) + int64_t(out_rows.begin) * di * es,
+                   capped(a.prefetch_out, int64_t(out_rows.end - out_rows.begin) * di * es));
     stamp(l, 1);
     grid_barrier(a.barrier, phase);
     stamp(l, 2);
     stage_x_proj<T, MT>(a, w, part, x_rows);
-    if (pre) preload_channel<T>(a, w, ch, cin);
     stamp(l, 3);
     grid_barrier(a.barrier, phase);
     stamp(l, 4);
-    stage_scan<T, MT>(a, w, reinterpret_cast<float*>(step_smem), ch, pre ? &cin : nullptr);
-    if (pre) gemv_preload(static_cast<const T*>(w.out_proj_w), di, out_rows.begin, out_rows.end, first);
+    stage_scan<T, MT>(a, w, reinterpret_cast<float*>(step_smem), ch);
     stamp(l, 5);
     grid_barrier(a.barrier, phase);
     stamp(l, 6);
-    stage_out_proj<T, MT>(a, w, xs, gpart, out_rows, pre ? &first : nullptr);
-    if (pre && l + 1 < a.n_layers)
-      gemv_preload(static_cast<const T*>(a.layer[l + 1].in_proj_w), d, in_rows.begin, in_rows.end, first);
+    stage_out_proj<T, MT>(a, w, xs, gpart, out_rows);
+    if (l + 1 < a.n_layers) in_slice(a.layer[l + 1], a.prefetch_in);
     stamp(l, 7);
     if (l + 1 < a.n_layers) grid_barrier(a.barrier, phase);
   }
@@ -468,7 +415,7 @@ void* step_kernel(DType act, int64_t M) {
   return k;
 }
 
-int env_int(const char* name, int dflt) {
+int env_kb(const char* name, int dflt) {
   const char* v = std::getenv(name);
   return v && *v ? std::atoi(v) : dflt;
 }
@@ -562,8 +509,9 @@ void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* ba
   a.dt_vec = (p.dt_rank * es) % 16 == 0 ? 1 : 0;
   for (int64_t i = 0; i < n; ++i)
     if (reinterpret_cast<uintptr_t>(layers[i].dt_proj_w) % 16) a.dt_vec = 0;
-  // MAMBART_STEP_PRELOAD=0: no loads ahead of the barriers (a benchmark variant).
-  a.preload = env_int("MAMBART_STEP_PRELOAD", 1) != 0 ? 1 : 0;
+  // MAMBART_STEP_PREFETCH_IN_KB / _OUT_KB: bytes of weights asked of L2 ahead of their stage (tuning knobs).
+  a.prefetch_in = env_kb("MAMBART_STEP_PREFETCH_IN_KB", 64) << 10;
+  a.prefetch_out = env_kb("MAMBART_STEP_PREFETCH_OUT_KB", 128) << 10;
   a.residual = p.residual; a.xz = p.xz; a.xc = p.xc; a.xdbl = p.xdbl; a.y = p.y; a.barrier = barrier;
 
   for (int64_t l0 = 0; l0 < n; l0 += kMaxStepLayers) {

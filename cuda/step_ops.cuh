@@ -89,48 +89,30 @@ __device__ __forceinline__ float conv_step(float* st, const float* cw, float bia
 // holds the float4s j * 4 + q (j < nq), so a warp reads and writes 8 channels' states as contiguous 16-byte
 // pieces. h = exp(delta * A) * h + dx * B;  returns sum_s h * C, reduced over the 4 lanes (all 4 get it).
 // A_row and st_row 16-byte aligned; B and C hold d_state values (act dtype or fp32). The state is written only
-// when `write` (inactive lanes still take part in the shuffles). The loads of A and the state (ScanLanes) may be
-// issued early (scan_lanes_load), e.g. before a barrier, since they do not depend on delta, B or C.
-struct ScanLanes {
-  float4 h[4], a[4];
-};
-__device__ __forceinline__ void scan_lanes_load(ScanLanes& s, const float* A_row, const float* st_row, int q, int nq) {
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    if (j < nq) {
-      s.h[j] = reinterpret_cast<const float4*>(st_row)[j * 4 + q];
-      s.a[j] = __ldg(reinterpret_cast<const float4*>(A_row) + j * 4 + q);
-    }
-  }
-}
+// when `write` (inactive lanes still take part in the shuffles).
 template <typename BC>
-__device__ __forceinline__ float scan_lanes_step(ScanLanes& sl, float delta, float dx, const BC* Bt, const BC* Ct,
-                                                 float* st_row, int q, int nq, bool write) {
+__device__ __forceinline__ float scan_step_4lanes(float delta, float dx, const float* A_row, float* st_row,
+                                                  const BC* Bt, const BC* Ct, int q, int nq, bool write) {
+  const float4* A4 = reinterpret_cast<const float4*>(A_row);
+  float4* st = reinterpret_cast<float4*>(st_row);
   float acc = 0.f;
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     if (j < nq) {
-      const int s = (j * 4 + q) * 4;
-      float4 h = sl.h[j];
-      const float4 a = sl.a[j];
+      const int i4 = j * 4 + q, s = i4 * 4;
+      float4 h = st[i4];
+      const float4 a = __ldg(A4 + i4);
       h.x = __expf(delta * a.x) * h.x + dx * to_f(Bt[s + 0]);
       h.y = __expf(delta * a.y) * h.y + dx * to_f(Bt[s + 1]);
       h.z = __expf(delta * a.z) * h.z + dx * to_f(Bt[s + 2]);
       h.w = __expf(delta * a.w) * h.w + dx * to_f(Bt[s + 3]);
       acc += h.x * to_f(Ct[s + 0]) + h.y * to_f(Ct[s + 1]) + h.z * to_f(Ct[s + 2]) + h.w * to_f(Ct[s + 3]);
-      if (write) reinterpret_cast<float4*>(st_row)[j * 4 + q] = h;
+      if (write) st[i4] = h;
     }
   }
   acc += __shfl_xor_sync(0xffffffffu, acc, 1);
   acc += __shfl_xor_sync(0xffffffffu, acc, 2);
   return acc;
-}
-template <typename BC>
-__device__ __forceinline__ float scan_step_4lanes(float delta, float dx, const float* A_row, float* st_row,
-                                                  const BC* Bt, const BC* Ct, int q, int nq, bool write) {
-  ScanLanes sl;
-  scan_lanes_load(sl, A_row, st_row, q, nq);
-  return scan_lanes_step(sl, delta, dx, Bt, Ct, st_row, q, nq, write);
 }
 
 // Dot product of a 16-byte vector of T with Vec<T>::n fp32 values.
