@@ -312,12 +312,18 @@ def layer_inputs(g, dt, batch, d_model, d_inner, d_state, dt_rank, d_conv, rms, 
 @pytest.mark.parametrize("dt", DTYPES)
 @pytest.mark.parametrize("shape", LAYER_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_decode_layer(ref, cuda, dt, shape):
-    g = rng("decode_layer", dt, shape)
+    check_layer(ref, cuda, rng("decode_layer", dt, shape), dt, shape)
+
+
+def check_layer(ref, runner, g, dt, shape, repeat=0):
+    """runner's decode layer (repeat > 0: that many in a row through decode_layers) vs the reference on fresh inputs:
+    the residual update and ssm state within LAYER_TOL, the conv state 1e-5 in fp32."""
     kw = layer_inputs(g, dt, *shape)
     res0 = kw["residual"].copy()
-    ra, ca, sa = cuda.decode_layer(**kw)
-    rb, cb, sb = ref.decode_layer(**kw)
+    ra, ca, sa = runner.decode_layer(**kw, repeat=repeat)
+    rb, cb, sb = ref.decode_layer(**kw, repeat=repeat)
     tol = LAYER_TOL[dt]
+    assert np.isfinite(ra).all() and np.isfinite(sa).all()
     assert rel(ra - res0, rb - res0) <= tol
     assert rel(ca, cb) <= (1e-5 if dt == "F32" else tol)
     assert rel(sa, sb) <= tol
@@ -364,16 +370,7 @@ def cuda_persistent():
 def test_decode_layers_persistent(ref, cuda_persistent, dt, shape):
     """Three layers in a row through Backend::decode_layers (the persistent decode step where it applies: batch
     <= 8, aligned rows, d_state % 16 == 0) == the reference running decode_layer three times."""
-    g = rng("decode_layers", dt, shape)
-    kw = layer_inputs(g, dt, *shape)
-    res0 = kw["residual"].copy()
-    ra, ca, sa = cuda_persistent.decode_layer(**kw, repeat=3)
-    rb, cb, sb = ref.decode_layer(**kw, repeat=3)
-    tol = LAYER_TOL[dt]
-    assert np.isfinite(ra).all() and np.isfinite(sa).all()
-    assert rel(ra - res0, rb - res0) <= tol
-    assert rel(ca, cb) <= (1e-5 if dt == "F32" else tol)
-    assert rel(sa, sb) <= tol
+    check_layer(ref, cuda_persistent, rng("decode_layers", dt, shape), dt, shape, repeat=3)
 
 
 def test_decode_layers_persistent_repeatable(cuda_persistent):
@@ -396,12 +393,4 @@ def cuda_unfused():
 @pytest.mark.parametrize("dt", DTYPES)
 @pytest.mark.parametrize("shape", [LAYER_SHAPES[1], LAYER_SHAPES[3], LAYER_SHAPES[5]], ids=lambda s: "x".join(map(str, s)))
 def test_decode_layer_unfused(ref, cuda_unfused, dt, shape):
-    g = rng("decode_layer_unfused", dt, shape)
-    kw = layer_inputs(g, dt, *shape)
-    res0 = kw["residual"].copy()
-    ra, ca, sa = cuda_unfused.decode_layer(**kw)
-    rb, cb, sb = ref.decode_layer(**kw)
-    tol = LAYER_TOL[dt]
-    assert rel(ra - res0, rb - res0) <= tol
-    assert rel(ca, cb) <= (1e-5 if dt == "F32" else tol)
-    assert rel(sa, sb) <= tol
+    check_layer(ref, cuda_unfused, rng("decode_layer_unfused", dt, shape), dt, shape)
