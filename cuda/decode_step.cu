@@ -9,9 +9,10 @@
 //   D  out_proj rows of b; residual += product rounded to the act dtype                 -> residual (M, d_model)
 // with nx = dt_rank + 2 d_state. Why (docs/BENCHMARKS.md "GPU"): at batch 1 a layer was 4-7 dependent small
 // kernels whose launch, ramp-up and tail cost more than their bytes. Here a stage starts as soon as its barrier
-// opens, and before arriving at a barrier each block asks L2 for the weights of its coming stages (bulk L2
-// prefetch), so the barrier's wait overlaps the next loads. Data written by other blocks during the kernel is
-// read through L2 (ld.global.cg), never through the non-coherent read-only path; weights use the read-only path.
+// opens (measured per stage with MAMBART_STEP_TIMING: the barriers cost ~1.2-1.9 us each plus the slowest block's
+// lag). Before arriving at a barrier each block asks L2 for the weights of its coming stages (bulk L2 prefetch);
+// that made no measurable difference and stays as a knob. Data written by other blocks during the kernel is read
+// through L2 (ld.global.cg), never through the non-coherent read-only path; weights use the read-only path.
 // Rounding matches the composed ops: every intermediate is rounded to the act dtype where the ops store it.
 #include "decode_step.h"
 
