@@ -405,14 +405,20 @@ size_t step_smem_bytes(const DecodeLayerParams& p) {
                    M * size_t(p.dt_rank + 2 * p.d_state) * sizeof(float)});
 }
 
-template <typename T, int MT>
-void* kernel_of() { return reinterpret_cast<void*>(decode_step_kernel<T, MT>); }
+// Calls fn(decode_step_kernel<T, MT>) for the act dtype and the batch template of M rows.
+template <class F>
+void with_step_kernel(DType act, int64_t M, F&& fn) {
+  const int mt = step_batch_template(M);
+  MAMBART_DISPATCH_FLOAT(act, T, "decode_step",
+    if (mt == 1) fn(decode_step_kernel<T, 1>);
+    else if (mt == 2) fn(decode_step_kernel<T, 2>);
+    else if (mt == 4) fn(decode_step_kernel<T, 4>);
+    else fn(decode_step_kernel<T, 8>));
+}
 
 void* step_kernel(DType act, int64_t M) {
-  const int mt = step_batch_template(M);
   void* k = nullptr;
-  MAMBART_DISPATCH_FLOAT(act, T, "decode_step",
-    k = mt == 1 ? kernel_of<T, 1>() : mt == 2 ? kernel_of<T, 2>() : mt == 4 ? kernel_of<T, 4>() : kernel_of<T, 8>());
+  with_step_kernel(act, M, [&](auto kernel) { k = reinterpret_cast<void*>(kernel); });
   return k;
 }
 
@@ -526,15 +532,9 @@ void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* ba
       s.dt_bias = q.dt_bias; s.A = q.A; s.D = q.D; s.out_proj_w = q.out_proj_w; s.out_proj_b = q.out_proj_b;
       s.conv_state = q.conv_state; s.ssm_state = q.ssm_state;
     }
-    const int mt = step_batch_template(p.batch);
-    MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "decode_step",
-      auto go = [&](auto kernel) {
-        launch_as(kLaunchCooperative, kernel, dim3(unsigned(nb)), dim3(kStepThreads), smem, stream, a);
-      };
-      if (mt == 1) go(decode_step_kernel<T, 1>);
-      else if (mt == 2) go(decode_step_kernel<T, 2>);
-      else if (mt == 4) go(decode_step_kernel<T, 4>);
-      else go(decode_step_kernel<T, 8>));
+    with_step_kernel(p.act_dtype, p.batch, [&](auto kernel) {
+      launch_as(kLaunchCooperative, kernel, dim3(unsigned(nb)), dim3(kStepThreads), smem, stream, a);
+    });
     MAMBART_CUDA_CHECK_LAUNCH("decode_step");
   }
 }
