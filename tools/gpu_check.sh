@@ -2,8 +2,10 @@
 # One script for the GPU machine: builds the package with the CUDA backend, runs the GPU tests, measures the
 # device copy bandwidth and runs bench/bench_gpu.py (mambart vs HF transformers in one process), printing the
 # benchmark table last. Output files go to $OUT (default ./gpu_out).
-# Usage: bash tools/gpu_check.sh [build] [test] [bench]     (default: all three)
-#   env: ARCHS (default 90-real), BENCH_ARGS (e.g. "--shapes 130m --no-hf"), PYTEST_ARGS
+# Usage: bash tools/gpu_check.sh [build] [test] [bench] [profile]     (default: build test bench)
+#   env: ARCHS (default 90-real), BENCH_ARGS (e.g. "--shapes 130m --no-hf"), PYTEST_ARGS,
+#        PROFILE_CASES: ';'-separated argument lists of bench/profile_gpu.py, each profiled per kernel with ncu
+#        (default: 2.8b prefill of one 4096-token chunk, 2.8b decode at batch 64 and 1, 130m decode at batch 1)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error
@@ -45,5 +47,14 @@ if [[ " $STAGES " == *" bench "* ]]; then
   export BENCH_TMP=${BENCH_TMP:-/tmp}
   $PY bench/bench_gpu.py --out "$OUT" ${BENCH_ARGS:---reps 3} 2>&1 | tee "$OUT/bench.log" | tail -30
   [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "BENCH FAILED"; rc=1; }
+fi
+if [[ " $STAGES " == *" profile "* ]]; then
+  IFS=';' read -ra CASES <<< "${PROFILE_CASES:-2.8b prefill 1 2 4096;2.8b decode 64 2 4;2.8b decode 1 2 4;130m decode 1 0 4}"
+  for c in "${CASES[@]}"; do
+    f="$OUT/ncu_$(echo $c | tr ' ' '_').csv"
+    ncu --profile-from-start off --clock-control none --csv --page raw --metrics gpu__time_duration.sum \
+        $PY bench/profile_gpu.py $c > "$f" 2> "$f.err" || { echo "PROFILE FAILED: $c"; tail -5 "$f.err"; }
+    $PY bench/ncu_table.py "$f" "$c" | tee "$f.md" | head -24
+  done
 fi
 exit $rc
