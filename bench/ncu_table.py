@@ -10,8 +10,9 @@ from collections import defaultdict
 
 
 def short(name: str) -> str:
-    name = re.sub(r"\(.*$", "", name) if not name.startswith("void ") else re.sub(r"\(.*$", "", name[5:])
-    name = re.sub(r"mambart::cuda::(\(anonymous namespace\)::)?", "", name)
+    name = re.sub(r"^void ", "", name)
+    name = re.sub(r"\(anonymous namespace\)::|mambart::cuda::|mambart::", "", name)
+    name = re.sub(r"\(.*$", "", name)
     return name[:70]
 
 
