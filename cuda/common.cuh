@@ -122,6 +122,18 @@ __device__ __forceinline__ float dot16(const uint4& a, const uint4& b, H tag) {
 __device__ __forceinline__ float silu(float v) { return v / (1.f + __expf(-v)); }
 __device__ __forceinline__ float softplus(float v) { return v > 20.f ? v : log1pf(__expf(v)); }
 
+// The prefill scans' fast paths. 2^v in one MUFU.EX2 (results below 2^-126 flush to 0: harmless for a decay
+// factor); exp(delta * A) = ex2_fast(delta * A * kLog2e).
+__device__ __forceinline__ float ex2_fast(float v) {
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
+  return r;
+}
+constexpr float kLog2e = 1.4426950408889634f;
+// silu(z) = z * sigmoid(z) with a fast divide (2 ulp), once per (token, channel); -> 0 as z -> -inf. softplus stays
+// the accurate one above (log1pf): delta's error feeds every state update.
+__device__ __forceinline__ float silu_fast(float v) { return __fdividef(v, 1.f + __expf(-v)); }
+
 }  // namespace cuda
 }  // namespace mambart
 

@@ -28,17 +28,6 @@
 namespace mambart {
 namespace cuda {
 
-// 2^v in one MUFU.EX2 (results below 2^-126 flush to 0: harmless for a decay factor).
-__device__ __forceinline__ float ex2_fast(float v) {
-  float r;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
-  return r;
-}
-constexpr float kLog2e = 1.4426950408889634f;
-// silu(z) = z * sigmoid(z) with a fast divide (2 ulp), once per (token, channel); -> 0 as z -> -inf. softplus is the
-// accurate one of common.cuh (log1pf), as in the decode kernel: delta's error feeds every state update.
-__device__ __forceinline__ float silu_fast(float v) { return __fdividef(v, 1.f + __expf(-v)); }
-
 // Tiling of the prefill kernel for MAXS (padded d_state) and NS states per lane.
 template <int MAXS, int NS>
 struct PrefillCfg {
@@ -376,12 +365,20 @@ void launch_scan_step_dtproj(const ScanParams& p, DtProjArgs d, cudaStream_t str
   MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "scan_step_dtproj", launch_scan_step<T, true>(p, d, stream));
 }
 
+// MAMBART_SCAN_KERNEL=lanes: prefill through the one-pass kernel above instead of the chunked one (benchmarks,
+// tests). Read at each launch (cheap next to a prefill scan).
+static bool one_pass_scan() {
+  const char* e = std::getenv("MAMBART_SCAN_KERNEL");
+  return e && std::string(e) == "lanes";
+}
+
 void launch_scan(const ScanParams& p, int num_sms, cudaStream_t stream) {
   std::string why;
   if (!supports_scan(p, &why)) throw_unsupported("scan", why);
   if (p.batch == 0 || p.seqlen == 0) return;
   MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "scan",
     if (launch_scan_step<T, false>(p, DtProjArgs{}, stream)) break;
+    if (!one_pass_scan()) { launch_scan_chunked(p, stream); break; }
     if (p.d_state <= 16) launch_scan_s<T, 16>(p, num_sms, stream);
     else if (p.d_state <= 32) launch_scan_s<T, 32>(p, num_sms, stream);
     else launch_scan_s<T, 64>(p, num_sms, stream));
