@@ -32,7 +32,10 @@ def main():
     units = rows[1][col] if len(rows) > 1 and len(rows[1]) > col else ""
     has_units = not re.match(r"^[\d.,]+$", units)
     scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}.get(units, 1e-3)  # ncu's default unit: ns
+    # other metrics asked of ncu (occupancy limits, warps active, waves): their mean per kernel, as extra columns
+    extra = [i for i, h in enumerate(head) if ("__" in h and i != col)]
     agg = defaultdict(list)
+    ext = defaultdict(lambda: defaultdict(list))
     for r in rows[2 if has_units else 1:]:
         if len(r) <= col:
             continue
@@ -40,12 +43,22 @@ def main():
             t = float(r[col].replace(",", "")) * scale
         except ValueError:
             continue
-        agg[(short(r[name_col]), r[grid_col])].append(t)
+        key = (short(r[name_col]), r[grid_col])
+        agg[key].append(t)
+        for i in extra:
+            try:
+                ext[key][head[i]].append(float(r[i].replace(",", "")))
+            except (ValueError, IndexError):
+                pass
     total = sum(sum(v) for v in agg.values())
     print(f"## {title}: {sum(len(v) for v in agg.values())} launches, {total:.1f} us of kernel time")
-    print(f"| kernel | grid | n | mean us | total us | % |\n|---|---|---|---|---|---|")
-    for (name, grid), v in sorted(agg.items(), key=lambda kv: -sum(kv[1])):
-        print(f"| {name} | {grid} | {len(v)} | {sum(v) / len(v):.2f} | {sum(v):.1f} | {100 * sum(v) / total:.1f} |")
+    names = [head[i] for i in extra]
+    print("| kernel | grid | n | mean us | total us | % |" + "".join(f" {n} |" for n in names))
+    print("|---|---|---|---|---|---|" + "---|" * len(names))
+    for key, v in sorted(agg.items(), key=lambda kv: -sum(kv[1])):
+        cells = "".join(f" {sum(e) / len(e):.3g} |" if (e := ext[key].get(n)) else " - |" for n in names)
+        print(f"| {key[0]} | {key[1]} | {len(v)} | {sum(v) / len(v):.2f} | {sum(v):.1f} | {100 * sum(v) / total:.1f} |"
+              + cells)
 
 
 if __name__ == "__main__":

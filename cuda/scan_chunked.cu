@@ -29,6 +29,7 @@
 // memory each, 5 per SM) runs in one balanced wave on 132 SMs.
 #include <algorithm>
 #include <cstdlib>
+#include <string>
 
 #include "common.cuh"
 #include "kernels.h"
@@ -38,12 +39,14 @@ namespace cuda {
 
 namespace {
 
-template <int MAXS>
+// MAXS >= d_state; LANES lanes per channel, ITEMS consecutive tokens per lane (the default 16 x 8; 32 x 4 and
+// 8 x 16 are variants for measurements, MAMBART_SCAN_CHUNK=32x4|8x16, d_state <= 16 only).
+template <int MAXS, int LANES = 16, int IT = 8>
 struct ChunkCfg {
   static constexpr int kThreads = 128;
-  static constexpr int kLanes = 16;                            // lanes per channel (half a warp)
+  static constexpr int kLanes = LANES;                         // lanes per channel
   static constexpr int CB = kThreads / kLanes;                 // channels per block
-  static constexpr int ITEMS = 8;                              // consecutive tokens per lane
+  static constexpr int ITEMS = IT;                             // consecutive tokens per lane
   static constexpr int TOK = kLanes * ITEMS;                   // tokens per chunk
   static constexpr int R = TOK + TOK / ITEMS * 4 + 4;          // floats per shared-memory row
   static constexpr int PER = TOK * CB / kThreads;              // (token, channel) pairs per thread: stage, output
@@ -54,9 +57,9 @@ struct ChunkCfg {
   static size_t smem_bytes(int ds) { return size_t(3 * CB * ds + 2 * CB * R + 2 * ds * R) * sizeof(float); }
 };
 
-template <typename T, int MAXS>
-__global__ void __launch_bounds__(128, 5) scan_chunked_kernel(ScanParams p) {
-  using Cfg = ChunkCfg<MAXS>;
+template <typename T, int MAXS, int LANES, int ITEMS>
+__global__ void __launch_bounds__(128, ITEMS >= 16 ? 4 : 5) scan_chunked_kernel(ScanParams p) {
+  using Cfg = ChunkCfg<MAXS, LANES, ITEMS>;
   constexpr int NT = Cfg::kThreads, LN = Cfg::kLanes, CB = Cfg::CB, IT = Cfg::ITEMS, TOK = Cfg::TOK, R = Cfg::R;
   constexpr int PER = Cfg::PER, BCPER = Cfg::BCPER, ROWS = NT / CB;  // ROWS: token rows per staging pass
   extern __shared__ __align__(16) float sm[];
@@ -94,6 +97,7 @@ __global__ void __launch_bounds__(128, 5) scan_chunked_kernel(ScanParams p) {
   const T* Bb = static_cast<const T*>(p.B) + b * p.B_batch_stride;
   const T* Cb = static_cast<const T*>(p.C) + b * p.C_batch_stride;
   const T zero = from_f<T>(0.f);
+  const int bc_t0 = tid / ds, bc_n0 = tid % ds, bc_dt = NT / ds, bc_dn = NT % ds;  // B/C staging steps
 
   int par = 0;  // hc buffer holding the state entering the chunk
   for (int64_t t0 = 0; t0 < L; t0 += TOK, par ^= 1) {
@@ -114,25 +118,30 @@ __global__ void __launch_bounds__(128, 5) scan_chunked_kernel(ScanParams p) {
         dl[io_c * R + Cfg::pad(t)] = delta;
         dxs[io_c * R + Cfg::pad(t)] = delta * to_f(rx[k]);
       }
-      // B, C in groups of BCG pairs per thread (registers: the loads of a group are in flight together)
+      // B, C in groups of BCG pairs per thread (registers: the loads of a group are in flight together). Pair
+      // i = tid + k * NT is (token i / ds, state i % ds), stepped without divisions.
       constexpr int BCG = BCPER < 8 ? BCPER : 8;
+      int bt = bc_t0, bn = bc_n0;
 #pragma unroll 1
       for (int k0 = 0; k0 < BCPER; k0 += BCG) {
         T rB[BCG], rC[BCG];
+        int tt = bt, nn = bn;
 #pragma unroll
         for (int k = 0; k < BCG; ++k) {
-          const int i = tid + (k0 + k) * NT, t = i / ds, n = i - t * ds;
-          const bool ok = t < nv && i < TOK * ds;
-          rB[k] = ok ? Bb[(t0 + t) * p.B_token_stride + n] : zero;
-          rC[k] = ok ? Cb[(t0 + t) * p.C_token_stride + n] : zero;
+          const bool ok = tt < nv;  // also false past the chunk (tt >= TOK), i.e. for i >= TOK * ds
+          rB[k] = ok ? Bb[(t0 + tt) * p.B_token_stride + nn] : zero;
+          rC[k] = ok ? Cb[(t0 + tt) * p.C_token_stride + nn] : zero;
+          tt += bc_dt; nn += bc_dn;
+          if (nn >= ds) { nn -= ds; ++tt; }
         }
 #pragma unroll
         for (int k = 0; k < BCG; ++k) {
-          const int i = tid + (k0 + k) * NT, t = i / ds, n = i - t * ds;
-          if (i < TOK * ds) {
-            Bs[n * R + Cfg::pad(t)] = to_f(rB[k]);
-            Cs[n * R + Cfg::pad(t)] = to_f(rC[k]);
+          if (bt < TOK) {
+            Bs[bn * R + Cfg::pad(bt)] = to_f(rB[k]);
+            Cs[bn * R + Cfg::pad(bt)] = to_f(rC[k]);
           }
+          bt += bc_dt; bn += bc_dn;
+          if (bn >= ds) { bn -= ds; ++bt; }
         }
       }
     }
@@ -222,16 +231,28 @@ __global__ void __launch_bounds__(128, 5) scan_chunked_kernel(ScanParams p) {
   for (int i = tid; i < nch * ds; i += NT) state[i] = hfin[i];
 }
 
-template <typename T, int MAXS>
+template <typename T, int MAXS, int LANES = 16, int IT = 8>
 void launch_chunked(const ScanParams& p, cudaStream_t stream) {
-  using Cfg = ChunkCfg<MAXS>;
-  auto kernel = scan_chunked_kernel<T, MAXS>;
+  using Cfg = ChunkCfg<MAXS, LANES, IT>;
+  auto kernel = scan_chunked_kernel<T, MAXS, LANES, IT>;
   const size_t smem = Cfg::smem_bytes(int(p.d_state));
   if (smem > (size_t(48) << 10))  // beyond the default 48 KB per block: opt in
     MAMBART_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  // All of the unified L1 / shared memory as shared memory: the occupancy (5 blocks of ~38 KB per SM at d_state 16)
+  // depends on it, and the kernel reads no global data twice.
+  MAMBART_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                          int(cudaSharedmemCarveoutMaxShared)));
   dim3 grid(unsigned((p.d_inner + Cfg::CB - 1) / Cfg::CB), unsigned(p.batch));
   launch(kernel, grid, dim3(Cfg::kThreads), smem, stream, p);
   MAMBART_CUDA_CHECK_LAUNCH("scan_chunked");
+}
+
+// MAMBART_SCAN_CHUNK=32x4 or 8x16 (lanes x tokens per lane): a measurement variant for d_state <= 16.
+int chunk_variant() {
+  const char* e = std::getenv("MAMBART_SCAN_CHUNK");
+  if (!e) return 0;
+  const std::string v = e;
+  return v == "32x4" ? 1 : v == "8x16" ? 2 : 0;
 }
 
 }  // namespace
@@ -239,7 +260,9 @@ void launch_chunked(const ScanParams& p, cudaStream_t stream) {
 // Prefill (seqlen >= 1) through the chunked kernel; the caller has validated p (supports_scan).
 void launch_scan_chunked(const ScanParams& p, cudaStream_t stream) {
   MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "scan",
-    if (p.d_state <= 16) launch_chunked<T, 16>(p, stream);
+    if (p.d_state <= 16 && chunk_variant() == 1) launch_chunked<T, 16, 32, 4>(p, stream);
+    else if (p.d_state <= 16 && chunk_variant() == 2) launch_chunked<T, 16, 8, 16>(p, stream);
+    else if (p.d_state <= 16) launch_chunked<T, 16>(p, stream);
     else if (p.d_state <= 32) launch_chunked<T, 32>(p, stream);
     else launch_chunked<T, 64>(p, stream));
 }

@@ -3,7 +3,8 @@
 # device copy bandwidth and runs bench/bench_gpu.py (mambart vs HF transformers in one process), printing the
 # benchmark table last. Output files go to $OUT (default ./gpu_out).
 # Usage: bash tools/gpu_check.sh [build] [test] [bench] [profile]     (default: build test bench)
-#   env: ARCHS (default 90-real), BENCH_ARGS (e.g. "--shapes 130m --no-hf"), PYTEST_ARGS,
+#   env: ARCHS (default 90-real), BENCH_ARGS (e.g. "--shapes 130m --no-hf"), PYTEST_ARGS, PYTEST_K (a -k expression),
+#        NCU_METRICS (comma-separated, default gpu__time_duration.sum; bench/ncu_table.py adds the others as columns),
 #        PROFILE_CASES: ';'-separated argument lists of bench/profile_gpu.py, each profiled per kernel with ncu
 #        (default: 2.8b prefill of one 4096-token chunk, 2.8b decode at batch 64 and 1, 130m decode at batch 1)
 set -uo pipefail
@@ -39,7 +40,7 @@ fi
 if [[ " $STAGES " == *" test "* ]]; then
   t0=$(date +%s)
   $PY -m pytest -q -rf --tb=short -p no:cacheprovider tests/test_cuda_kernels.py tests/test_cuda_e2e.py tests/test_cuda_interop.py \
-      ${PYTEST_ARGS:-} -s 2>&1 | tee "$OUT/tests.log" | grep -E "^CUDA_PARITY|^FAILED|passed|failed|^E " | head -60
+      ${PYTEST_ARGS:-} ${PYTEST_K:+-k "$PYTEST_K"} -s 2>&1 | tee "$OUT/tests.log" | grep -E "^CUDA_PARITY|^FAILED|passed|failed|^E " | head -60
   [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "TESTS FAILED"; rc=1; }
   echo "tests: $(( $(date +%s) - t0 )) s"
 fi
@@ -52,7 +53,7 @@ if [[ " $STAGES " == *" profile "* ]]; then
   IFS=';' read -ra CASES <<< "${PROFILE_CASES:-2.8b prefill 1 2 4096;2.8b decode 64 2 4;2.8b decode 1 2 4;130m decode 1 0 4}"
   for c in "${CASES[@]}"; do
     f="$OUT/ncu_$(echo $c | tr ' ' '_').csv"
-    ncu --profile-from-start off --clock-control none --csv --page raw --metrics gpu__time_duration.sum \
+    ncu --profile-from-start off --clock-control none --csv --page raw --metrics "${NCU_METRICS:-gpu__time_duration.sum}" \
         $PY bench/profile_gpu.py $c > "$f" 2> "$f.err" || { echo "PROFILE FAILED: $c"; tail -5 "$f.err"; }
     $PY bench/ncu_table.py "$f" "$c" | tee "$f.md" | head -24
   done
