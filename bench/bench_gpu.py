@@ -159,12 +159,6 @@ def bench_mambart(mambart, folder: Path, prompt_len=100, gen=100, reps=5):
 
         pf()
         r[f"p{L}_ms"] = timed(pf, 3) * 1e3
-        if L == 8192:  # the one-pass prefill scan (scan.cu) in place of the default chunked one (read per launch)
-            os.environ["MAMBART_SCAN_KERNEL"] = "lanes"
-            try:
-                r["p8192_onepass_ms"] = timed(pf, 2) * 1e3
-            finally:
-                os.environ.pop("MAMBART_SCAN_KERNEL", None)
     del s, st, st64
     gc.collect()
     return r
@@ -190,8 +184,7 @@ def fmt_table(rows, device, bw):
              "Decode variants (ms/token, batch 1): " + "; ".join(
                  f"{n} default {r['dec_ms']:.3f}, " + ", ".join(f"{v} {r['variants'][v]:.3f}" for v in r.get("variants", {}))
                  for n, r in rows.items()) + "; b64 decode-only tok/s: " + ", ".join(
-                 f"{n} {r['b64_dec_tok_s']:.0f}" for n, r in rows.items()) + "; prefill 8192 ms with the one-pass "
-             "scan instead of the chunked one: " + ", ".join(f"{n} {r['p8192_onepass_ms']:.1f}" for n, r in rows.items()), "",
+                 f"{n} {r['b64_dec_tok_s']:.0f}" for n, r in rows.items()) + "", "",
              "| shape | gen ms/tok | dec ms/tok | floor ms | % floor | b64 tok/s | prefill 2048 / 8192 ms | HF ms/tok | "
              "HF / mambart | mamba_ssm gen ms/tok (H100, issue) | target |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

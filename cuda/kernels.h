@@ -55,10 +55,7 @@ bool supports_conv1d(const Conv1dParams& p, std::string* why);
 void launch_conv1d(const Conv1dParams& p, cudaStream_t stream);
 
 bool supports_scan(const ScanParams& p, std::string* why);
-// Decode (seqlen 1): the step kernel. Prefill: the chunked kernel (scan_chunked.cu), or with
-// MAMBART_SCAN_KERNEL=lanes the one-pass kernel of scan.cu.
 void launch_scan(const ScanParams& p, int num_sms, cudaStream_t stream);
-void launch_scan_chunked(const ScanParams& p, cudaStream_t stream);
 
 // Decode scan step with dt_proj fused: dt (batch, d_inner) = x (batch, dt_rank; row stride x_batch_stride) w^T,
 // w (d_inner, dt_rank); p.dt is unused. Needs seqlen 1, d_state % 16 == 0 (<= 64), 16-byte aligned A and state.

@@ -365,20 +365,12 @@ void launch_scan_step_dtproj(const ScanParams& p, DtProjArgs d, cudaStream_t str
   MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "scan_step_dtproj", launch_scan_step<T, true>(p, d, stream));
 }
 
-// MAMBART_SCAN_KERNEL=lanes: prefill through the one-pass kernel above instead of the chunked one (benchmarks,
-// tests). Read at each launch (cheap next to a prefill scan).
-static bool one_pass_scan() {
-  const char* e = std::getenv("MAMBART_SCAN_KERNEL");
-  return e && std::string(e) == "lanes";
-}
-
 void launch_scan(const ScanParams& p, int num_sms, cudaStream_t stream) {
   std::string why;
   if (!supports_scan(p, &why)) throw_unsupported("scan", why);
   if (p.batch == 0 || p.seqlen == 0) return;
   MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "scan",
     if (launch_scan_step<T, false>(p, DtProjArgs{}, stream)) break;
-    if (!one_pass_scan()) { launch_scan_chunked(p, stream); break; }
     if (p.d_state <= 16) launch_scan_s<T, 16>(p, num_sms, stream);
     else if (p.d_state <= 32) launch_scan_s<T, 32>(p, num_sms, stream);
     else launch_scan_s<T, 64>(p, num_sms, stream));

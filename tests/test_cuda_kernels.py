@@ -165,8 +165,8 @@ SCAN_SHAPES = [(1, 1, 5, 16), (3, 1, 130, 16), (2, 7, 64, 4), (1, 64, 33, 1), (2
                (3, 1, 20, 4), (1, 1000, 40, 32),
                # prefill kernel: token and channel counts off the tile sizes, several blocks, batch > 1
                (1, 700, 2050, 16), (2, 257, 1030, 32), (3, 70, 300, 64), (2, 129, 520, 8),
-               # chunked kernel (128-token chunks, 8 channels a block): one token past a chunk, one short of two,
-               # several chunks with a short tail, d_inner off the block, odd d_state up to 64
+               # one token past a 128-token tile, one short of two, several with a short tail, d_inner off the
+               # block, odd d_state
                (1, 129, 8, 16), (2, 255, 9, 16), (1, 1030, 141, 16), (2, 385, 27, 33), (1, 300, 15, 17)]
 
 
@@ -192,9 +192,7 @@ def check_scan(ref, cuda, g, dt, batch, seqlen, d_inner, d_state, with_z, with_d
 @pytest.mark.parametrize("batch,seqlen,d_inner,d_state", [(2, 150, 300, 16), (1, 97, 70, 32), (2, 40, 50, 64),
                                                           (1, 65, 33, 3)])
 def test_scan_prefill_lanes(ref, cuda, monkeypatch, lanes, batch, seqlen, d_inner, d_state):
-    """Each lanes-per-channel variant of the one-pass prefill kernel (MAMBART_SCAN_KERNEL=lanes picks it over the
-    default chunked kernel, MAMBART_SCAN_LANES forces the variant; both are read per launch)."""
-    monkeypatch.setenv("MAMBART_SCAN_KERNEL", "lanes")
+    """Each lanes-per-channel variant of the prefill kernel (forced with MAMBART_SCAN_LANES, read per launch)."""
     monkeypatch.setenv("MAMBART_SCAN_LANES", lanes)
     for dt in ("F32", "BF16"):
         g = rng("scan_lanes", lanes, batch, seqlen, d_inner, d_state, dt)
