@@ -199,6 +199,18 @@ def test_scan_prefill_lanes(ref, cuda, monkeypatch, lanes, batch, seqlen, d_inne
         check_scan(ref, cuda, g, dt, batch, seqlen, d_inner, d_state, True, True)
 
 
+@pytest.mark.parametrize("lanes", ["4", "8", "16"])
+@pytest.mark.parametrize("batch,seqlen,d_inner,d_state", [(2, 150, 300, 16), (1, 97, 70, 32), (1, 300, 517, 16),
+                                                          (2, 40, 50, 64), (1, 65, 33, 3)])
+def test_scan_prefill_64_threads(ref, cuda, monkeypatch, lanes, batch, seqlen, d_inner, d_state):
+    """The 64-thread blocks of the prefill kernel (MAMBART_SCAN_THREADS=64), every lanes variant."""
+    monkeypatch.setenv("MAMBART_SCAN_THREADS", "64")
+    monkeypatch.setenv("MAMBART_SCAN_LANES", lanes)
+    for dt in ("F32", "F16"):
+        g = rng("scan_64", lanes, batch, seqlen, d_inner, d_state, dt)
+        check_scan(ref, cuda, g, dt, batch, seqlen, d_inner, d_state, True, True)
+
+
 def test_scan_prefill_equals_steps(cuda):
     """The prefill scan leaves the same state and outputs as stepping token by token (fp32)."""
     g = rng("scan_steps")
