@@ -388,6 +388,18 @@ def test_decode_layers_persistent(ref, cuda_persistent, dt, shape):
     check_layer(ref, cuda_persistent, rng("decode_layers", dt, shape), dt, shape, repeat=3)
 
 
+@pytest.mark.parametrize("mode", ["stage", "fused"])
+@pytest.mark.parametrize("dt", ["F32", "BF16"])
+@pytest.mark.parametrize("shape", [(1, 2560, 5120, 16, 160, 4, True, False), (2, 96, 192, 16, 7, 3, True, True),
+                                   (4, 1024, 2048, 32, 64, 4, False, True), (8, 64, 128, 16, 4, 4, True, True)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_decode_layers_persistent_x_proj(ref, cuda_persistent, monkeypatch, mode, dt, shape):
+    """x_proj as its own stage (MAMBART_STEP_XPROJ=stage) and inside stage A (=fused; the default for batch <= 2),
+    each forced at every batch (read per launch)."""
+    monkeypatch.setenv("MAMBART_STEP_XPROJ", mode)
+    check_layer(ref, cuda_persistent, rng("decode_layers_xproj", mode, dt, shape), dt, shape, repeat=3)
+
+
 def test_decode_layers_persistent_repeatable(cuda_persistent):
     """The same inputs give bit-identical outputs run after run (no race between blocks)."""
     g = rng("decode_layers_repeat")
