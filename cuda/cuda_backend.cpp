@@ -61,8 +61,8 @@ class CudaBackend final : public Backend {
     // unset picks by size (see decode_layers).
     const char* s_env = std::getenv("MAMBART_CUDA_PERSISTENT");
     persistent_mode_ = !s_env ? -1 : std::string(s_env) == "0" ? 0 : 1;
-    MAMBART_CUDA_CHECK(cudaMalloc(&step_scratch_, cuda::decode_step_scratch_bytes()));
-    MAMBART_CUDA_CHECK(cudaMemset(step_scratch_, 0, cuda::decode_step_scratch_bytes()));
+    MAMBART_CUDA_CHECK(cudaMalloc(&step_barrier_, 128));
+    MAMBART_CUDA_CHECK(cudaMemset(step_barrier_, 0, 128));
     // MAMBART_STEP_TIMING=<file>: stamp the stages of the persistent decode step; the last step's per-stage times
     // are written to <file> when the backend is destroyed (diagnostics).
     if (const char* t_env = std::getenv("MAMBART_STEP_TIMING")) {
@@ -81,7 +81,7 @@ class CudaBackend final : public Backend {
     cublas_.reset();
     if (sample_scratch_) cudaFree(sample_scratch_);
     if (step_timing_) write_timing();
-    if (step_scratch_) cudaFree(step_scratch_);
+    if (step_barrier_) cudaFree(step_barrier_);
     if (cublas_ws_) cudaFree(cublas_ws_);
     if (stream_) cudaStreamDestroy(stream_);
   }
@@ -181,7 +181,7 @@ class CudaBackend final : public Backend {
     if (persistent && cuda::decode_step_applicable(layers, n, dev_, &why)) {
       long long* timing = step_timing_ && n <= kTimingLayers ? step_timing_ : nullptr;
       if (timing) timed_layers_ = n;
-      cuda::launch_decode_step(layers, n, step_scratch_, timing, num_sms_, stream_);
+      cuda::launch_decode_step(layers, n, static_cast<unsigned*>(step_barrier_), timing, num_sms_, stream_);
       return;
     }
     Backend::decode_layers(layers, n);
@@ -295,7 +295,7 @@ class CudaBackend final : public Backend {
   bool graphs_enabled_ = true;
   int fused_mode_ = -1;  // -1 auto, 0 off, 1 on
   int persistent_mode_ = -1;  // -1 auto, 0 off, 1 on
-  void* step_scratch_ = nullptr;  // the persistent decode kernel's barrier word and x_proj accumulators
+  void* step_barrier_ = nullptr;  // the persistent decode kernel's grid barrier word
   static constexpr int64_t kTimingLayers = 256;
   long long* step_timing_ = nullptr;  // MAMBART_STEP_TIMING stamps
   int64_t timed_layers_ = 0;

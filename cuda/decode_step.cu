@@ -3,15 +3,11 @@
 // fixed slice of every stage (the same slice at every layer and step, so conv and ssm state rows always have
 // the same owner):
 //   A  norm(residual) (every block, into shared memory); in_proj rows of b; conv step + SiLU for x rows -> xc,
-//      the z rows -> xz[:, d_inner:]                                                    (M, d_inner) each;
-//      for M <= 2 also x_proj's partial product over b's x rows                         -> xpart[b] (M, nx)
-//   B  (M > 2, or MAMBART_STEP_XPROJ=stage) x_proj rows of b, split-K over the warps     -> xdbl (M, nx)
+//      the z rows -> xz[:, d_inner:]                                                    (M, d_inner) each
+//   B  x_proj rows of b, split-K over the warps                                          -> xdbl (M, nx)
 //   C  channels of b: dt_proj + softplus, scan step (4 lanes a channel), D skip, gate   -> y (M, d_inner)
 //   D  out_proj rows of b; residual += product rounded to the act dtype                 -> residual (M, d_model)
-// with nx = dt_rank + 2 d_state. x_proj in stage A saves stage B and its barrier (3 barriers a layer instead of 4):
-// every x row of in_proj has one owner, which holds its xc values right after the conv step. The split-K partial
-// sums (one (M, nx) slot per block with x rows) are summed by every block at the start of stage C in a fixed order,
-// so results stay bit-reproducible (atomics would not); that read grows with M, hence M <= 2. Why (docs/BENCHMARKS.md "GPU"): at batch 1 a layer was 4-7 dependent small
+// with nx = dt_rank + 2 d_state. Why (docs/BENCHMARKS.md "GPU"): at batch 1 a layer was 4-7 dependent small
 // kernels whose launch, ramp-up and tail cost more than their bytes. Here a stage starts as soon as its barrier
 // opens (measured per stage with MAMBART_STEP_TIMING: the barriers cost ~1.2-1.9 us each plus the slowest block's
 // lag). Before arriving at a barrier each block asks L2 for the weights of its coming stages (bulk L2 prefetch);
@@ -22,7 +18,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <string>
 
 #include "kernels.h"
 #include "step_ops.cuh"
@@ -36,8 +31,6 @@ constexpr int kStepThreads = 512;
 constexpr int kStepWarps = kStepThreads / 32;
 constexpr int kMaxStepLayers = 128;  // layers per launch (the table is a kernel parameter: ~15 KB of 32 KB)
 constexpr int kMaxStepBatch = 8;
-constexpr int kXpartFloats = 2048;   // x_proj partial sums per block (stage A): M * nx must fit
-constexpr int kXpartBlocks = 256;    // blocks (SMs) the partials buffer has room for
 
 struct StepLayer {
   const float* norm_w; const float* norm_b;          // (d_model,)
@@ -62,8 +55,6 @@ struct StepArgs {
   void* xdbl;             // (M, nx)
   void* y;                // (M, d_inner)
   unsigned* barrier;      // grid barrier word (zeroed once; see grid_barrier)
-  float* xpart;           // nullptr (x_proj in stage B), or (blocks, M, nx) fp32 partial sums (x_proj in stage A)
-  int xs_stride;          // floats per row of the block's xc copy in shared memory (x_proj in stage A)
   long long* timing;      // nullptr, or (n_layers, 8, nblocks) clock64 stamps of thread 0 (MAMBART_STEP_TIMING)
   StepLayer layer[kMaxStepLayers];
 };
@@ -209,11 +200,8 @@ __device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, co
 }
 
 // Stage A: xs = norm(residual); xz rows [n0, n1) of in_proj; x rows through the conv step into xc.
-// With xpart: xcs (M, xs_stride) keeps the block's xc values (rounded) and the block writes its x rows' part of
-// x_proj into xpart (M, nx), its own slot.
 template <typename T, int MT>
-__device__ void stage_in_proj(const StepArgs& a, const StepLayer& w, T* xs, float* xcs, float* xpart, float* red,
-                              float* gpart, Slice rows) {
+__device__ void stage_in_proj(const StepArgs& a, const StepLayer& w, T* xs, float* red, float* gpart, Slice rows) {
   norm_rows<T, true>(a.residual, a.M, a.d_model, w.norm_w, w.norm_b, a.rms, a.eps, xs, a.d_model, red);
   const int di = a.d_inner, dc = a.d_conv;
   T* xc = static_cast<T*>(a.xc);
@@ -227,9 +215,8 @@ __device__ void stage_in_proj(const StepArgs& a, const StepLayer& w, T* xs, floa
                         for (int m = 0; m < MT; ++m) {
                           if (m < a.M) {
                             float* st = w.conv_state + (int64_t(m) * di + n) * dc;
-                            const T v = from_f<T>(conv_step<T>(st, w.conv_w + int64_t(n) * dc, cb, dc, acc[m] + bv));
-                            xc[int64_t(m) * di + n] = v;
-                            if (xpart) xcs[m * a.xs_stride + (n - rows.begin)] = to_f(v);
+                            xc[int64_t(m) * di + n] = from_f<T>(conv_step<T>(st, w.conv_w + int64_t(n) * dc, cb, dc,
+                                                                             acc[m] + bv));
                           }
                         }
                       } else {
@@ -238,28 +225,6 @@ __device__ void stage_in_proj(const StepArgs& a, const StepLayer& w, T* xs, floa
                           if (m < a.M) xz[int64_t(m) * 2 * di + n] = from_f<T>(acc[m] + bv);
                       }
                     });
-  const int x1 = min(rows.end, di), nxr = x1 - rows.begin;
-  if (!xpart || nxr <= 0) return;  // uniform over the block
-  __syncthreads();  // xcs complete
-  // xpart[m][r] = sum over this block's x rows n of x_proj_w[r][n] xc[m][n]: thread r walks its row's slice (the
-  // 2-byte loads of one thread fall in the same sectors, served by L1).
-  const int nx = a.dt_rank + 2 * a.d_state;
-  const T* W = static_cast<const T*>(w.x_proj_w) + rows.begin;
-  for (int r = threadIdx.x; r < nx; r += kStepThreads) {
-    const T* wr = W + int64_t(r) * di;
-    float acc[MT];
-#pragma unroll
-    for (int m = 0; m < MT; ++m) acc[m] = 0.f;
-#pragma unroll 8
-    for (int j = 0; j < nxr; ++j) {
-      const float wv = to_f(__ldg(wr + j));
-#pragma unroll
-      for (int m = 0; m < MT; ++m) acc[m] = fmaf(wv, xcs[m * a.xs_stride + j], acc[m]);
-    }
-#pragma unroll
-    for (int m = 0; m < MT; ++m)
-      if (m < a.M) xpart[m * nx + r] = acc[m];
-  }
 }
 
 // Stage B: xdbl rows [r0, r1) = x_proj(xc); the warps of the block split K, partial sums meet in shared memory.
@@ -310,24 +275,13 @@ __device__ void stage_x_proj(const StepArgs& a, const StepLayer& w, float (*part
 
 // Stage C: for channels [c0, c1) and every row: dt = dt_proj(xdbl[:dt_rank]) (rounded), delta = softplus(dt + b),
 // the scan step over 4 lanes, y = (C.h + D x) * silu(z).
-// xdbl from the x_proj partial sums of the nbx blocks with x rows when xpart is set (summed in block order, rounded
-// to T like the op's output), else from a.xdbl.
 template <typename T, int MT>
-__device__ void stage_scan(const StepArgs& a, const StepLayer& w, float* xd, const float* xpart, int nbx, Slice ch) {
+__device__ void stage_scan(const StepArgs& a, const StepLayer& w, float* xd, Slice ch) {
   const int nc = ch.end - ch.begin;
   if (nc <= 0) return;  // uniform over the block
   const int M = a.M, di = a.d_inner, ds = a.d_state, r = a.dt_rank, nx = r + 2 * ds, nq = ds / 16;
   const T* xdbl = static_cast<const T*>(a.xdbl);
-  for (int i = threadIdx.x; i < M * nx; i += kStepThreads) {
-    if (xpart) {
-      float s = 0.f;
-#pragma unroll 8
-      for (int k = 0; k < nbx; ++k) s += __ldcg(xpart + int64_t(k) * kXpartFloats + i);
-      xd[i] = to_f(from_f<T>(s));
-    } else {
-      xd[i] = to_f(__ldcg(xdbl + i));
-    }
-  }
+  for (int i = threadIdx.x; i < M * nx; i += kStepThreads) xd[i] = to_f(__ldcg(xdbl + i));
   __syncthreads();
   const T* xc = static_cast<const T*>(a.xc);
   const T* xz = static_cast<const T*>(a.xz);
@@ -392,12 +346,6 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
   __shared__ float gpart[kStepWarps * gemv_rows_per_warp<T, MT>() * MT];
   T* xs = reinterpret_cast<T*>(step_smem);
   const int nb = gridDim.x, b = blockIdx.x;
-  // the block's xc copy (x_proj in stage A) after the normed rows, 16-byte aligned
-  float* xcs = reinterpret_cast<float*>(step_smem) + (a.M * a.d_model * int(sizeof(T)) + 15) / 16 * 4;
-  // x_proj partial sums: blocks [0, nbx) own x rows of in_proj (slices are in order), block b writes slot b
-  int nbx = 0;
-  while (nbx < nb && slice_of(2 * a.d_inner, nb, nbx).begin < a.d_inner) ++nbx;
-  float* my_xpart = a.xpart ? a.xpart + int64_t(b) * kXpartFloats : nullptr;
   const int di = a.d_inner, d = a.d_model, nx = a.dt_rank + 2 * a.d_state;
   const size_t es = sizeof(T);
   const Slice in_rows = slice_of(2 * di, nb, b), out_rows = slice_of(d, nb, b), ch = slice_of(di, nb, b);
@@ -422,7 +370,7 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
   for (int l = 0; l < a.n_layers; ++l) {
     const StepLayer& w = a.layer[l];
     stamp(l, 0);
-    stage_in_proj<T, MT>(a, w, xs, xcs, my_xpart, red, gpart, in_rows);
+    stage_in_proj<T, MT>(a, w, xs, red, gpart, in_rows);
     // Coming up: x_proj rows, dt_proj rows and A of this block's channels, then the out_proj slice.
     prefetch_range(static_cast<const char*>(w.x_proj_w) + int64_t(x_rows.begin) * di * es,
                    int64_t(x_rows.end - x_rows.begin) * di * es);
@@ -434,15 +382,11 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
     stamp(l, 1);
     grid_barrier(a.barrier, phase);
     stamp(l, 2);
-    if (!a.xpart) {
-      stage_x_proj<T, MT>(a, w, part, x_rows);
-      stamp(l, 3);
-      grid_barrier(a.barrier, phase);
-    } else {
-      stamp(l, 3);
-    }
+    stage_x_proj<T, MT>(a, w, part, x_rows);
+    stamp(l, 3);
+    grid_barrier(a.barrier, phase);
     stamp(l, 4);
-    stage_scan<T, MT>(a, w, reinterpret_cast<float*>(step_smem), a.xpart, nbx, ch);
+    stage_scan<T, MT>(a, w, reinterpret_cast<float*>(step_smem), ch);
     stamp(l, 5);
     grid_barrier(a.barrier, phase);
     stamp(l, 6);
@@ -455,22 +399,10 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
 
 int step_batch_template(int64_t M) { return M <= 1 ? 1 : M <= 2 ? 2 : M <= 4 ? 4 : 8; }
 
-// Floats per row of a block's xc copy (x_proj in stage A): the most in_proj rows a block of nb owns.
-int xs_stride(const DecodeLayerParams& p, int nb) { return int((2 * p.d_inner + nb - 1) / nb) + 1; }
-
-// x_proj in stage A for M <= 2 (the partial sums read in stage C grow with M); MAMBART_STEP_XPROJ=stage keeps it
-// as stage B, =fused forces it into stage A (tests).
-bool xproj_in_stage_a(const DecodeLayerParams& p, int nb) {
-  const char* e = std::getenv("MAMBART_STEP_XPROJ");
-  const std::string v = e ? e : "";
-  if (v == "stage" || nb > kXpartBlocks || p.batch * (p.dt_rank + 2 * p.d_state) > kXpartFloats) return false;
-  return v == "fused" || p.batch <= 2;
-}
-
-size_t step_smem_bytes(const DecodeLayerParams& p, int nb) {
+size_t step_smem_bytes(const DecodeLayerParams& p) {
   const size_t es = dtype_size(p.act_dtype), M = size_t(p.batch);
-  const size_t stage_a = (M * size_t(p.d_model) * es + 15) / 16 * 16 + M * size_t(xs_stride(p, nb)) * sizeof(float);
-  return std::max({stage_a, M * size_t(p.d_inner) * es, M * size_t(p.dt_rank + 2 * p.d_state) * sizeof(float)});
+  return std::max({M * size_t(p.d_model) * es, M * size_t(p.d_inner) * es,
+                   M * size_t(p.dt_rank + 2 * p.d_state) * sizeof(float)});
 }
 
 // Calls fn(decode_step_kernel<T, MT>) for the act dtype and the batch template of M rows.
@@ -525,12 +457,10 @@ bool decode_step_applicable(const DecodeLayerParams* layers, int64_t n, int devi
   MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, device));
   if (!coop) return no("the device has no cooperative launch");
   MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  int nb = 0;
-  MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&nb, cudaDevAttrMultiProcessorCount, device));
   const size_t static_smem = sizeof(float) * (32 + kStepWarps * 8) + 64;
-  if (step_smem_bytes(p, nb) + static_smem > size_t(max_smem)) return no("rows too long for shared memory");
+  if (step_smem_bytes(p) + static_smem > size_t(max_smem)) return no("rows too long for shared memory");
   // One block per SM must fit (registers, shared memory): the grid is one block per SM and co-resident.
-  const size_t smem = step_smem_bytes(p, nb);
+  const size_t smem = step_smem_bytes(p);
   void* kernel = step_kernel(p.act_dtype, p.batch);
   if (smem > (size_t(48) << 10))
     MAMBART_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
@@ -570,12 +500,10 @@ std::string decode_step_timing_report(const long long* t, int n_layers, int nblo
   return out;
 }
 
-size_t decode_step_scratch_bytes() { return 128 + size_t(kXpartBlocks) * kXpartFloats * sizeof(float); }
-
-void launch_decode_step(const DecodeLayerParams* layers, int64_t n, void* scratch, long long* timing,
+void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* barrier, long long* timing,
                         int num_sms, cudaStream_t stream) {
   const DecodeLayerParams& p = layers[0];
-  const size_t smem = step_smem_bytes(p, num_sms);
+  const size_t smem = step_smem_bytes(p);
   if (smem > (size_t(48) << 10))
     MAMBART_CUDA_CHECK(cudaFuncSetAttribute(step_kernel(p.act_dtype, p.batch),
                                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
@@ -591,10 +519,7 @@ void launch_decode_step(const DecodeLayerParams* layers, int64_t n, void* scratc
   // MAMBART_STEP_PREFETCH_IN_KB / _OUT_KB: bytes of weights asked of L2 ahead of their stage (tuning knobs).
   a.prefetch_in = env_kb("MAMBART_STEP_PREFETCH_IN_KB", 64) << 10;
   a.prefetch_out = env_kb("MAMBART_STEP_PREFETCH_OUT_KB", 128) << 10;
-  a.residual = p.residual; a.xz = p.xz; a.xc = p.xc; a.xdbl = p.xdbl; a.y = p.y;
-  a.barrier = static_cast<unsigned*>(scratch);
-  a.xpart = xproj_in_stage_a(p, nb) ? reinterpret_cast<float*>(static_cast<char*>(scratch) + 128) : nullptr;
-  a.xs_stride = xs_stride(p, nb);
+  a.residual = p.residual; a.xz = p.xz; a.xc = p.xc; a.xdbl = p.xdbl; a.y = p.y; a.barrier = barrier;
 
   for (int64_t l0 = 0; l0 < n; l0 += kMaxStepLayers) {
     a.n_layers = int(std::min<int64_t>(kMaxStepLayers, n - l0));

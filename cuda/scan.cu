@@ -20,7 +20,6 @@
 // MAXS (>= d_state) is 16, 32 or 64. Decode (seqlen 1) has its own kernel below (scan_step_kernel).
 #include <algorithm>
 #include <cstdlib>
-#include <string>
 
 #include "common.cuh"
 #include "kernels.h"
@@ -30,11 +29,9 @@ namespace mambart {
 namespace cuda {
 
 // Tiling of the prefill kernel for MAXS (padded d_state) and NS states per lane.
-// NT threads a block: 128 (4 warps, one on each SM sub-partition) or 64 (MAMBART_SCAN_THREADS=64: half the channels
-// per block, twice the blocks, for a measurement of the wave balance: 2.8b has 320 blocks of 128 on 132 SMs).
-template <int MAXS, int NS, int NT = 128>
+template <int MAXS, int NS>
 struct PrefillCfg {
-  static constexpr int kThreads = NT;
+  static constexpr int kThreads = 128;                // 4 warps: one on each SM sub-partition
   static constexpr int L = MAXS / NS;                 // lanes per channel
   static constexpr int CB = kThreads / L;             // channels per block
   static constexpr int T = NS >= 2 ? 128 / NS : 64;   // tokens per tile: T * NS = 64..128 state updates per lane
@@ -63,9 +60,9 @@ struct PrefillCfg {
 // Per tile k: [issue loads of tile k+1] scan(k): read bc/dd, write part | barrier | y(k): read part/ep |
 // stage(k+1): write bc/dd/ep | barrier. ep is read and written by the same thread for the same pairs, so it needs
 // no barrier of its own; bc/dd are last read before the first barrier, part is last read before the second.
-template <typename T, int MAXS, int NS, int NT>
-__global__ void __launch_bounds__(NT) scan_prefill_kernel(ScanParams p) {
-  using Cfg = PrefillCfg<MAXS, NS, NT>;
+template <typename T, int MAXS, int NS>
+__global__ void __launch_bounds__(128) scan_prefill_kernel(ScanParams p) {
+  using Cfg = PrefillCfg<MAXS, NS>;
   constexpr int L = Cfg::L, CB = Cfg::CB, TT = Cfg::T, NTH = Cfg::kThreads, PER = Cfg::PER, BCPER = Cfg::BCPER;
   constexpr int CW = Cfg::CW, NCH = Cfg::NCH;
   extern __shared__ __align__(16) float sm[];
@@ -287,22 +284,15 @@ bool supports_scan(const ScanParams& p, std::string* why) {
   return true;
 }
 
-template <typename T, int MAXS, int NS, int NT>
-static void launch_prefill_nt(const ScanParams& p, cudaStream_t stream) {
-  using Cfg = PrefillCfg<MAXS, NS, NT>;
-  auto kernel = scan_prefill_kernel<T, MAXS, NS, NT>;
+template <typename T, int MAXS, int NS>
+static void launch_prefill(const ScanParams& p, cudaStream_t stream) {
+  using Cfg = PrefillCfg<MAXS, NS>;
+  auto kernel = scan_prefill_kernel<T, MAXS, NS>;
   if (Cfg::kSmemBytes > (size_t(48) << 10))  // beyond the default 48 KB per block: opt in
     MAMBART_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmemBytes)));
   dim3 grid(unsigned((p.d_inner + Cfg::CB - 1) / Cfg::CB), unsigned(p.batch));
   launch(kernel, grid, dim3(Cfg::kThreads), Cfg::kSmemBytes, stream, p);
   MAMBART_CUDA_CHECK_LAUNCH("scan");
-}
-
-template <typename T, int MAXS, int NS>
-static void launch_prefill(const ScanParams& p, cudaStream_t stream) {
-  const char* e = std::getenv("MAMBART_SCAN_THREADS");  // read per launch (measurements, tests)
-  if (e && std::string(e) == "64") launch_prefill_nt<T, MAXS, NS, 64>(p, stream);
-  else launch_prefill_nt<T, MAXS, NS, 128>(p, stream);
 }
 
 // Lanes per channel of the prefill kernel (4, 8 or 16). A block has one warp on each of the SM's 4 sub-partitions,

@@ -199,18 +199,6 @@ def test_scan_prefill_lanes(ref, cuda, monkeypatch, lanes, batch, seqlen, d_inne
         check_scan(ref, cuda, g, dt, batch, seqlen, d_inner, d_state, True, True)
 
 
-@pytest.mark.parametrize("lanes", ["4", "8", "16"])
-@pytest.mark.parametrize("batch,seqlen,d_inner,d_state", [(2, 150, 300, 16), (1, 97, 70, 32), (1, 300, 517, 16),
-                                                          (2, 40, 50, 64), (1, 65, 33, 3)])
-def test_scan_prefill_64_threads(ref, cuda, monkeypatch, lanes, batch, seqlen, d_inner, d_state):
-    """The 64-thread blocks of the prefill kernel (MAMBART_SCAN_THREADS=64), every lanes variant."""
-    monkeypatch.setenv("MAMBART_SCAN_THREADS", "64")
-    monkeypatch.setenv("MAMBART_SCAN_LANES", lanes)
-    for dt in ("F32", "F16"):
-        g = rng("scan_64", lanes, batch, seqlen, d_inner, d_state, dt)
-        check_scan(ref, cuda, g, dt, batch, seqlen, d_inner, d_state, True, True)
-
-
 def test_scan_prefill_equals_steps(cuda):
     """The prefill scan leaves the same state and outputs as stepping token by token (fp32)."""
     g = rng("scan_steps")
@@ -386,18 +374,6 @@ def test_decode_layers_persistent(ref, cuda_persistent, dt, shape):
     """Three layers in a row through Backend::decode_layers (the persistent decode step where it applies: batch
     <= 8, aligned rows, d_state % 16 == 0) == the reference running decode_layer three times."""
     check_layer(ref, cuda_persistent, rng("decode_layers", dt, shape), dt, shape, repeat=3)
-
-
-@pytest.mark.parametrize("mode", ["stage", "fused"])
-@pytest.mark.parametrize("dt", ["F32", "BF16"])
-@pytest.mark.parametrize("shape", [(1, 2560, 5120, 16, 160, 4, True, False), (2, 96, 192, 16, 7, 3, True, True),
-                                   (4, 1024, 2048, 32, 64, 4, False, True), (8, 64, 128, 16, 4, 4, True, True)],
-                         ids=lambda s: "x".join(map(str, s)))
-def test_decode_layers_persistent_x_proj(ref, cuda_persistent, monkeypatch, mode, dt, shape):
-    """x_proj as its own stage (MAMBART_STEP_XPROJ=stage) and inside stage A (=fused; the default for batch <= 2),
-    each forced at every batch (read per launch)."""
-    monkeypatch.setenv("MAMBART_STEP_XPROJ", mode)
-    check_layer(ref, cuda_persistent, rng("decode_layers_xproj", mode, dt, shape), dt, shape, repeat=3)
 
 
 def test_decode_layers_persistent_repeatable(cuda_persistent):
