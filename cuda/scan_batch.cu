@@ -138,7 +138,7 @@ __global__ void __launch_bounds__(kSbThreads, 4) scan_batch_kernel(ScanBatchArgs
       if (i < nrows) {
         const float delta = softplus(dts[i * CH + cl] + bias);
         const float* Bt = bc + i * 2 * DS;
-        const float acc = scan_update_4lanes(delta, delta * xv[u], Ar, h[u], Bt, Bt + DS, q, NQ);
+        const float acc = scan_update_4lanes(delta, delta * xv[u], Ar, h[u], Bt, Bt + DS, q);
         if (active) {
           const int64_t row = m0 + i;
           float4* st = reinterpret_cast<float4*>(a.ssm_state + (row * di + c) * DS);

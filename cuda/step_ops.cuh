@@ -64,11 +64,14 @@ template <typename T, int N>
 __device__ __forceinline__ float conv_step_regs(float (&st)[N], const float (&w)[N], float bias, int dc, float xv) {
   float acc = bias;
   const float x = to_f(from_f<T>(xv));
+  float win[N];
 #pragma unroll
   for (int k = 0; k < N; ++k) {  // window = [old state[1..d_conv-1], x]; it is the new state
-    st[k] = k + 1 < dc ? st[k + 1 < N ? k + 1 : k] : x;
-    if (k < dc) acc += w[k] * st[k];
+    win[k] = k + 1 < dc ? st[k + 1 < N ? k + 1 : k] : x;
+    if (k < dc) acc += w[k] * win[k];
   }
+#pragma unroll
+  for (int k = 0; k < N; ++k) st[k] = win[k];
   return silu(acc);
 }
 
@@ -90,54 +93,57 @@ __device__ __forceinline__ float conv_step(float* st, const float* cw, float bia
   return out;
 }
 
-// Scan step of one channel whose d_state = 16 * nq states (nq <= N <= 4) are split over 4 consecutive lanes, on
-// the lane's state pieces in registers: lane q holds the float4s j * 4 + q (j < nq) of the state in h[j] and of the
-// A row in a[j], so a warp reads and writes 8 channels' states as contiguous 16-byte pieces.
-// h = exp(delta * A) * h + dx * B;  returns sum_s h * C, reduced over the 4 lanes (all 4 get it). B and C hold
-// d_state values (act dtype or fp32). Every lane of the 4 must call it (shuffles).
-template <int N, typename BC>
-__device__ __forceinline__ float scan_update_4lanes(float delta, float dx, const float4 (&a)[N], float4 (&h)[N],
-                                                    const BC* Bt, const BC* Ct, int q, int nq) {
-  float acc = 0.f;
-#pragma unroll
-  for (int j = 0; j < N; ++j) {
-    if (j < nq) {
-      const int s = (j * 4 + q) * 4;
-      h[j].x = __expf(delta * a[j].x) * h[j].x + dx * to_f(Bt[s + 0]);
-      h[j].y = __expf(delta * a[j].y) * h[j].y + dx * to_f(Bt[s + 1]);
-      h[j].z = __expf(delta * a[j].z) * h[j].z + dx * to_f(Bt[s + 2]);
-      h[j].w = __expf(delta * a[j].w) * h[j].w + dx * to_f(Bt[s + 3]);
-      acc += h[j].x * to_f(Ct[s + 0]) + h[j].y * to_f(Ct[s + 1]) + h[j].z * to_f(Ct[s + 2]) +
-             h[j].w * to_f(Ct[s + 3]);
-    }
-  }
-  acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-  acc += __shfl_xor_sync(0xffffffffu, acc, 2);
-  return acc;
+// Scan step of one channel whose d_state = 16 * nq states (nq <= 4) are split over 4 consecutive lanes: lane q
+// holds the float4s j * 4 + q (j < nq), so a warp reads and writes 8 channels' states as contiguous 16-byte pieces.
+// One piece (states s .. s + 3): h = exp(delta * a) * h + dx * B;  returns h . C. B and C hold d_state values (act
+// dtype or fp32).
+template <typename BC>
+__device__ __forceinline__ float scan_piece(float delta, float dx, const float4& a, float4& h, const BC* Bt,
+                                            const BC* Ct, int s) {
+  h.x = __expf(delta * a.x) * h.x + dx * to_f(Bt[s + 0]);
+  h.y = __expf(delta * a.y) * h.y + dx * to_f(Bt[s + 1]);
+  h.z = __expf(delta * a.z) * h.z + dx * to_f(Bt[s + 2]);
+  h.w = __expf(delta * a.w) * h.w + dx * to_f(Bt[s + 3]);
+  return h.x * to_f(Ct[s + 0]) + h.y * to_f(Ct[s + 1]) + h.z * to_f(Ct[s + 2]) + h.w * to_f(Ct[s + 3]);
+}
+// The sum over the 4 lanes of a channel (all 4 get it; every lane of the 4 must call it).
+__device__ __forceinline__ float sum_4lanes(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  v += __shfl_xor_sync(0xffffffffu, v, 2);
+  return v;
 }
 
-// scan_update_4lanes on the state in memory: A_row and st_row (d_state each) 16-byte aligned. The state is written
-// only when `write` (inactive lanes still take part in the shuffles).
+// The scan step on the state in memory: A_row and st_row 16-byte aligned; returns sum_s h * C over the 4 lanes.
+// Each piece is loaded, updated and stored in turn (few live registers: the persistent decode kernel is at its
+// limit). The state is written only when `write` (inactive lanes still take part in the shuffles).
 template <typename BC>
 __device__ __forceinline__ float scan_step_4lanes(float delta, float dx, const float* A_row, float* st_row,
                                                   const BC* Bt, const BC* Ct, int q, int nq, bool write) {
   const float4* A4 = reinterpret_cast<const float4*>(A_row);
   float4* st = reinterpret_cast<float4*>(st_row);
-  float4 a[4], h[4];
+  float acc = 0.f;
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     if (j < nq) {
-      h[j] = st[j * 4 + q];
-      a[j] = __ldg(A4 + j * 4 + q);
+      const int i4 = j * 4 + q;
+      float4 h = st[i4];
+      const float4 a = __ldg(A4 + i4);
+      acc += scan_piece(delta, dx, a, h, Bt, Ct, i4 * 4);
+      if (write) st[i4] = h;
     }
   }
-  const float acc = scan_update_4lanes(delta, dx, a, h, Bt, Ct, q, nq);
-  if (write) {
+  return sum_4lanes(acc);
+}
+
+// The scan step on the lane's pieces in registers: h[j] and a[j] are the float4s j * 4 + q of the state and of the
+// A row (j < N = nq); h is updated. Returns sum_s h * C over the 4 lanes.
+template <int N, typename BC>
+__device__ __forceinline__ float scan_update_4lanes(float delta, float dx, const float4 (&a)[N], float4 (&h)[N],
+                                                    const BC* Bt, const BC* Ct, int q) {
+  float acc = 0.f;
 #pragma unroll
-    for (int j = 0; j < 4; ++j)
-      if (j < nq) st[j * 4 + q] = h[j];
-  }
-  return acc;
+  for (int j = 0; j < N; ++j) acc += scan_piece(delta, dx, a[j], h[j], Bt, Ct, (j * 4 + q) * 4);
+  return sum_4lanes(acc);
 }
 
 // Dot product of a 16-byte vector of T with Vec<T>::n fp32 values.
