@@ -13,6 +13,7 @@
 #include "cuda_check.h"
 #include "error.h"
 #include "cublas_loader.h"
+#include "decode_batch.h"
 #include "decode_layer.h"
 #include "decode_step.h"
 #include "kernels.h"
@@ -61,6 +62,11 @@ class CudaBackend final : public Backend {
     // unset picks by size (see decode_layers).
     const char* s_env = std::getenv("MAMBART_CUDA_PERSISTENT");
     persistent_mode_ = !s_env ? -1 : std::string(s_env) == "0" ? 0 : 1;
+    // MAMBART_CUDA_BATCHED: the batched decode step for 9..256 rows (decode_batch.cpp). Unset: used where it applies
+    // unless MAMBART_CUDA_FUSED=0; 0: off (the ops composed); 1: required, an InvalidArgument when it does not apply
+    // (tests: proves the path ran).
+    const char* bt_env = std::getenv("MAMBART_CUDA_BATCHED");
+    batched_mode_ = !bt_env ? -1 : std::string(bt_env) == "0" ? 0 : 1;
     MAMBART_CUDA_CHECK(cudaMalloc(&step_barrier_, 128));
     MAMBART_CUDA_CHECK(cudaMemset(step_barrier_, 0, 128));
     // MAMBART_STEP_TIMING=<file>: stamp the stages of the persistent decode step; the last step's per-stage times
@@ -144,11 +150,16 @@ class CudaBackend final : public Backend {
   }
   void conv1d(const Conv1dParams& p) override { DeviceGuard g(dev_); cuda::launch_conv1d(p, stream_); }
   void scan(const ScanParams& p) override { DeviceGuard g(dev_); cuda::launch_scan(p, num_sms_, stream_); }
-  // Fused decode layer for batch <= 8 (decode_layer.cpp). Otherwise (or with MAMBART_CUDA_FUSED=0) the ops
-  // composed, with out_proj accumulated into the fp32 residual: by the GEMV's residual epilogue (batch <= 8) or
-  // cuBLAS with beta = 1 (no bias), else the default composition (out_proj, then add_norm for the residual).
+  // Fused decode layer for batch <= 8 (decode_layer.cpp), the batched step for 9..256 rows (decode_batch.cpp).
+  // Otherwise (or with MAMBART_CUDA_FUSED=0) the ops composed, with out_proj accumulated into the fp32 residual: by
+  // the GEMV's residual epilogue (batch <= 8) or cuBLAS with beta = 1 (no bias), else the default composition
+  // (out_proj, then add_norm for the residual).
   void decode_layer(const DecodeLayerParams& p) override {
     DeviceGuard g(dev_);
+    if (batched(&p, 1)) {
+      cuda::launch_decode_batch(&p, 1, cublas(), stream_);
+      return;
+    }
     std::string why;
     // Auto: fused only for narrow models. Measured on an H100 (fp16, batch 1, docs/BENCHMARKS.md): fused vs
     // unfused 0.425 / 0.552 ms at d_model 768, but 2.117 / 1.960 at 2048 and 3.620 / 3.452 at 2560.
@@ -182,6 +193,10 @@ class CudaBackend final : public Backend {
       long long* timing = step_timing_ && n <= kTimingLayers ? step_timing_ : nullptr;
       if (timing) timed_layers_ = n;
       cuda::launch_decode_step(layers, n, static_cast<unsigned*>(step_barrier_), timing, num_sms_, stream_);
+      return;
+    }
+    if (batched(layers, n)) {  // the out_proj result of a layer is added by the next one's add_norm
+      cuda::launch_decode_batch(layers, n, cublas(), stream_);
       return;
     }
     Backend::decode_layers(layers, n);
@@ -244,6 +259,14 @@ class CudaBackend final : public Backend {
   int64_t chunk_tokens() const override { return 4096; }
 
  private:
+  // Whether the batched decode step runs these layers (batch > 8; MAMBART_CUDA_BATCHED, MAMBART_CUDA_FUSED).
+  bool batched(const DecodeLayerParams* layers, int64_t n) {
+    if (n < 1 || layers[0].batch <= 8 || batched_mode_ == 0 || (batched_mode_ == -1 && fused_mode_ == 0)) return false;
+    std::string why;
+    if (cuda::decode_batch_applicable(layers, n, &why)) return true;
+    if (batched_mode_ == 1) throw InvalidArgument("cuda batched decode (MAMBART_CUDA_BATCHED=1): " + why);
+    return false;
+  }
   void check_not_capturing(const char* what) {
     cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
     MAMBART_CUDA_CHECK(cudaStreamIsCapturing(stream_, &st));
@@ -295,6 +318,7 @@ class CudaBackend final : public Backend {
   bool graphs_enabled_ = true;
   int fused_mode_ = -1;  // -1 auto, 0 off, 1 on
   int persistent_mode_ = -1;  // -1 auto, 0 off, 1 on
+  int batched_mode_ = -1;  // -1 auto, 0 off, 1 required
   void* step_barrier_ = nullptr;  // the persistent decode kernel's grid barrier word
   static constexpr int64_t kTimingLayers = 256;
   long long* step_timing_ = nullptr;  // MAMBART_STEP_TIMING stamps

@@ -18,6 +18,8 @@ void launch_embed(const EmbedParams& p, cudaStream_t stream);
 
 bool supports_add_norm(const AddNormParams& p, std::string* why);
 void launch_add_norm(const AddNormParams& p, cudaStream_t stream);
+// launch_add_norm that also sets zero[0, n_zero) to 0 (fp32; the batched decode's x_proj sums).
+void launch_add_norm_zero(const AddNormParams& p, float* zero, int64_t n_zero, cudaStream_t stream);
 
 bool supports_matmul(const MatmulParams& p, std::string* why);
 // Picks the GEMV path for few rows, cuBLAS (when loaded) or the built-in tiled kernel otherwise.
@@ -69,6 +71,40 @@ struct DtProjArgs {
 };
 bool scan_step_applicable(const ScanParams& p);
 void launch_scan_step_dtproj(const ScanParams& p, DtProjArgs d, cudaStream_t stream);
+
+// Batched decode (decode_batch.cpp, 9..256 rows): the conv step + x_proj in one kernel, dt_proj + the scan step in
+// another. xdbl = x_proj(xc) (batch, nx), nx = dt_rank + 2 d_state, is summed in fp32 by atomics into a buffer that
+// must be zero before conv_xproj (launch_add_norm_zero); the scan kernel rounds it to the act dtype as the composed
+// ops store it. The launchers check nothing: decode_batch_applicable() does, for the whole step.
+struct ConvXprojArgs {
+  int batch = 0, d_inner = 0, d_conv = 0, nx = 0;  // d_conv <= 4
+  const void* x = nullptr;         // (batch, d_inner) act dtype, row stride x_stride: in_proj's x half
+  int64_t x_stride = 0;
+  float* conv_state = nullptr;     // (batch, d_inner, d_conv), in/out
+  const float* conv_w = nullptr;   // (d_inner, d_conv)
+  const float* conv_b = nullptr;   // (d_inner,) or nullptr
+  void* xc = nullptr;              // (batch, d_inner) out: silu(conv_step(x))
+  const void* w = nullptr;         // x_proj (nx, d_inner)
+  float* xdbl = nullptr;           // (batch, nx) fp32, zeroed before: += xc w^T
+};
+size_t conv_xproj_smem_bytes(int64_t nx, DType act);
+void launch_conv_xproj(const ConvXprojArgs& a, DType act, cudaStream_t stream);
+
+struct ScanBatchArgs {
+  int batch = 0, d_inner = 0, d_state = 0, dt_rank = 0;  // d_state 16, 32, 48 or 64
+  const float* xdbl = nullptr;     // (batch, dt_rank + 2 d_state) fp32 (conv_xproj's sums): dt | B | C
+  const void* x = nullptr;         // xc (batch, d_inner) act dtype
+  const void* z = nullptr;         // (batch, d_inner) act dtype, row stride z_stride
+  int64_t z_stride = 0;
+  const void* dt_w = nullptr;      // dt_proj (d_inner, dt_rank)
+  const float* dt_bias = nullptr;  // (d_inner,) or nullptr
+  const float* A = nullptr;        // (d_inner, d_state), 16-byte aligned
+  const float* D = nullptr;        // (d_inner,) or nullptr
+  float* ssm_state = nullptr;      // (batch, d_inner, d_state), 16-byte aligned, in/out
+  void* y = nullptr;               // (batch, d_inner) act dtype out
+};
+size_t scan_batch_smem_bytes(int64_t dt_rank, int64_t d_state, DType act);
+void launch_scan_batch(const ScanBatchArgs& a, DType act, cudaStream_t stream);
 
 bool supports_sample(const SampleParams& p, std::string* why);
 // `scratch` (sample_scratch_bytes(rows), zeroed once at allocation; kept zero by the kernels) enables the

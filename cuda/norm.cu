@@ -5,12 +5,18 @@
 namespace mambart {
 namespace cuda {
 
-// One block per row. The updated residual row is kept in shared memory between the passes.
+// One block per row. The updated residual row is kept in shared memory between the passes. zero (n_zero floats, or
+// nullptr) is cleared on the side, the blocks splitting it (the batched decode's x_proj accumulator).
 template <typename T>
 __global__ void add_norm_kernel(float* __restrict__ residual, const T* __restrict__ delta,
                                 const float* __restrict__ weight, const float* __restrict__ bias, T* __restrict__ out,
-                                int64_t dim, int rms, float eps) {
+                                int64_t dim, int rms, float eps, float* __restrict__ zero, int64_t n_zero) {
   pdl_wait();
+  if (zero) {
+    const int64_t per = (n_zero + gridDim.x - 1) / gridDim.x;
+    const int64_t z1 = min(n_zero, (int64_t(blockIdx.x) + 1) * per);
+    for (int64_t i = int64_t(blockIdx.x) * per + threadIdx.x; i < z1; i += blockDim.x) zero[i] = 0.f;
+  }
   extern __shared__ float row[];  // (dim,)
   __shared__ float red[32];
   const int64_t r = blockIdx.x;
@@ -57,7 +63,9 @@ bool supports_add_norm(const AddNormParams& p, std::string* why) {
   return true;
 }
 
-void launch_add_norm(const AddNormParams& p, cudaStream_t stream) {
+void launch_add_norm(const AddNormParams& p, cudaStream_t stream) { launch_add_norm_zero(p, nullptr, 0, stream); }
+
+void launch_add_norm_zero(const AddNormParams& p, float* zero, int64_t n_zero, cudaStream_t stream) {
   std::string why;
   if (!supports_add_norm(p, &why)) throw_unsupported("add_norm", why);
   if (p.n_rows == 0) return;
@@ -66,7 +74,7 @@ void launch_add_norm(const AddNormParams& p, cudaStream_t stream) {
   MAMBART_DISPATCH_FLOAT(p.act_dtype, T, "add_norm",
     launch(add_norm_kernel<T>, unsigned(p.n_rows), threads, smem, stream,
         p.residual, static_cast<const T*>(p.delta), p.weight, p.bias, static_cast<T*>(p.out), p.dim, p.rms ? 1 : 0,
-        p.eps));
+        p.eps, n_zero > 0 ? zero : nullptr, n_zero));
   MAMBART_CUDA_CHECK_LAUNCH("add_norm");
 }
 

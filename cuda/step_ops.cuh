@@ -1,6 +1,6 @@
 // Device functions of one decode step, shared by the per-op kernels (matmul.cu, scan.cu) and the persistent
-// decode kernel (decode_step.cu): the norm of the residual rows, the conv step of one channel, the scan step of
-// one channel over 4 lanes.
+// decode kernel (decode_step.cu) and the batched decode kernels (conv_xproj.cu, scan_batch.cu): the norm of the
+// residual rows, the conv step of one channel, the scan step of one channel over 4 lanes.
 #pragma once
 #include "common.cuh"
 
@@ -58,38 +58,64 @@ __device__ void norm_rows(const float* residual, int M, int K, const float* w, c
   __syncthreads();
 }
 
-// Conv step of one channel: shift its state st (d_conv) left, append x (in_proj output, rounded to T), convolve
-// with cw (d_conv) + bias; returns SiLU of the sum. Every load is issued before the first store (one memory round
-// trip, not one per tap).
-template <typename T>
-__device__ __forceinline__ float conv_step(float* st, const float* cw, float bias, int dc, float xv) {
-  constexpr int kMaxConv = 8;
-  float old[kMaxConv + 1], wk[kMaxConv];
-#pragma unroll
-  for (int k = 0; k < kMaxConv; ++k) {
-    old[k] = k < dc ? st[k] : 0.f;
-    wk[k] = k < dc ? __ldg(cw + k) : 0.f;
-  }
-  old[kMaxConv] = 0.f;
+// Conv step of one channel on its state in registers: st (d_conv values, oldest first, N >= d_conv) is shifted left
+// with x (in_proj output, rounded to T) appended, and convolved with w (d_conv taps) + bias; returns SiLU of the sum.
+template <typename T, int N>
+__device__ __forceinline__ float conv_step_regs(float (&st)[N], const float (&w)[N], float bias, int dc, float xv) {
   float acc = bias;
   const float x = to_f(from_f<T>(xv));
-  float win[kMaxConv];
+  float win[N];
 #pragma unroll
-  for (int k = 0; k < kMaxConv; ++k) {  // window = [old state[1..d_conv-1], x]; it is the new state
-    win[k] = k + 1 < dc ? old[k + 1] : x;
-    if (k < dc) acc += wk[k] * win[k];
+  for (int k = 0; k < N; ++k) {  // window = [old state[1..d_conv-1], x]; it is the new state
+    win[k] = k + 1 < dc ? st[k + 1 < N ? k + 1 : k] : x;
+    if (k < dc) acc += w[k] * win[k];
   }
 #pragma unroll
-  for (int k = 0; k < kMaxConv; ++k)
-    if (k < dc) st[k] = win[k];
+  for (int k = 0; k < N; ++k) st[k] = win[k];
   return silu(acc);
 }
 
+// Conv step of one channel in memory: its state st (d_conv) and taps cw (d_conv) as in conv_step_regs; every load is
+// issued before the first store (one memory round trip, not one per tap).
+template <typename T>
+__device__ __forceinline__ float conv_step(float* st, const float* cw, float bias, int dc, float xv) {
+  constexpr int kMaxConv = 8;
+  float s[kMaxConv], wk[kMaxConv];
+#pragma unroll
+  for (int k = 0; k < kMaxConv; ++k) {
+    s[k] = k < dc ? st[k] : 0.f;
+    wk[k] = k < dc ? __ldg(cw + k) : 0.f;
+  }
+  const float out = conv_step_regs<T>(s, wk, bias, dc, xv);
+#pragma unroll
+  for (int k = 0; k < kMaxConv; ++k)
+    if (k < dc) st[k] = s[k];
+  return out;
+}
+
 // Scan step of one channel whose d_state = 16 * nq states (nq <= 4) are split over 4 consecutive lanes: lane q
-// holds the float4s j * 4 + q (j < nq), so a warp reads and writes 8 channels' states as contiguous 16-byte
-// pieces. h = exp(delta * A) * h + dx * B;  returns sum_s h * C, reduced over the 4 lanes (all 4 get it).
-// A_row and st_row 16-byte aligned; B and C hold d_state values (act dtype or fp32). The state is written only
-// when `write` (inactive lanes still take part in the shuffles).
+// holds the float4s j * 4 + q (j < nq), so a warp reads and writes 8 channels' states as contiguous 16-byte pieces.
+// One piece (states s .. s + 3): h = exp(delta * a) * h + dx * B;  returns h . C. B and C hold d_state values (act
+// dtype or fp32).
+template <typename BC>
+__device__ __forceinline__ float scan_piece(float delta, float dx, const float4& a, float4& h, const BC* Bt,
+                                            const BC* Ct, int s) {
+  h.x = __expf(delta * a.x) * h.x + dx * to_f(Bt[s + 0]);
+  h.y = __expf(delta * a.y) * h.y + dx * to_f(Bt[s + 1]);
+  h.z = __expf(delta * a.z) * h.z + dx * to_f(Bt[s + 2]);
+  h.w = __expf(delta * a.w) * h.w + dx * to_f(Bt[s + 3]);
+  return h.x * to_f(Ct[s + 0]) + h.y * to_f(Ct[s + 1]) + h.z * to_f(Ct[s + 2]) + h.w * to_f(Ct[s + 3]);
+}
+// The sum over the 4 lanes of a channel (all 4 get it; every lane of the 4 must call it).
+__device__ __forceinline__ float sum_4lanes(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  v += __shfl_xor_sync(0xffffffffu, v, 2);
+  return v;
+}
+
+// The scan step on the state in memory: A_row and st_row 16-byte aligned; returns sum_s h * C over the 4 lanes.
+// Each piece is loaded, updated and stored in turn (few live registers: the persistent decode kernel is at its
+// limit). The state is written only when `write` (inactive lanes still take part in the shuffles).
 template <typename BC>
 __device__ __forceinline__ float scan_step_4lanes(float delta, float dx, const float* A_row, float* st_row,
                                                   const BC* Bt, const BC* Ct, int q, int nq, bool write) {
@@ -99,20 +125,25 @@ __device__ __forceinline__ float scan_step_4lanes(float delta, float dx, const f
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     if (j < nq) {
-      const int i4 = j * 4 + q, s = i4 * 4;
+      const int i4 = j * 4 + q;
       float4 h = st[i4];
       const float4 a = __ldg(A4 + i4);
-      h.x = __expf(delta * a.x) * h.x + dx * to_f(Bt[s + 0]);
-      h.y = __expf(delta * a.y) * h.y + dx * to_f(Bt[s + 1]);
-      h.z = __expf(delta * a.z) * h.z + dx * to_f(Bt[s + 2]);
-      h.w = __expf(delta * a.w) * h.w + dx * to_f(Bt[s + 3]);
-      acc += h.x * to_f(Ct[s + 0]) + h.y * to_f(Ct[s + 1]) + h.z * to_f(Ct[s + 2]) + h.w * to_f(Ct[s + 3]);
+      acc += scan_piece(delta, dx, a, h, Bt, Ct, i4 * 4);
       if (write) st[i4] = h;
     }
   }
-  acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-  acc += __shfl_xor_sync(0xffffffffu, acc, 2);
-  return acc;
+  return sum_4lanes(acc);
+}
+
+// The scan step on the lane's pieces in registers: h[j] and a[j] are the float4s j * 4 + q of the state and of the
+// A row (j < N = nq); h is updated. Returns sum_s h * C over the 4 lanes.
+template <int N, typename BC>
+__device__ __forceinline__ float scan_update_4lanes(float delta, float dx, const float4 (&a)[N], float4 (&h)[N],
+                                                    const BC* Bt, const BC* Ct, int q) {
+  float acc = 0.f;
+#pragma unroll
+  for (int j = 0; j < N; ++j) acc += scan_piece(delta, dx, a[j], h[j], Bt, Ct, (j * 4 + q) * 4);
+  return sum_4lanes(acc);
 }
 
 // Dot product of a 16-byte vector of T with Vec<T>::n fp32 values.

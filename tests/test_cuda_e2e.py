@@ -87,6 +87,23 @@ def test_batched_generate_equals_single_rows(model_dir, decode_mode):
     np.testing.assert_array_equal(a, b)
 
 
+def test_batched_decode_equals_cpu(model_dir):
+    """Batch > 8 decode (the batched step where it applies: base config; composed otherwise) against the CPU backend:
+    logits of forward steps (fp32 1e-4) and greedy tokens of generate (the decode step recorded in a CUDA graph)."""
+    _, model, folder = model_dir
+    rows = 12
+    ids = np.random.default_rng(7).integers(0, model.config.vocab_size, size=(rows, 9))
+    gpu, cpu = mambart.Session(folder, device="cuda"), mambart.Session(folder, device="cpu")
+    a, b = gpu.new_state(rows), cpu.new_state(rows)
+    gpu.forward(ids[:, :5], state=a)
+    cpu.forward(ids[:, :5], state=b)
+    for t in range(5, 9):
+        assert rel_err(gpu.forward(ids[:, t:t + 1], state=a), cpu.forward(ids[:, t:t + 1], state=b)) <= 1e-4
+    assert rel_err(a.ssm, b.ssm) <= 1e-4
+    want = cpu.generate(ids, max_new_tokens=12, stop_tokens=[])
+    np.testing.assert_array_equal(gpu.generate(ids, max_new_tokens=12, stop_tokens=[]), want)
+
+
 def test_prefill_longer_than_a_chunk(tmp_path):
     model = make_hf_model(seed=5)
     folder = save_hf(model, tmp_path / "m")

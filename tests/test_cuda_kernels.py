@@ -284,10 +284,11 @@ LAYER_SHAPES = [
     (8, 256, 512, 16, 16, 4, True, False),
     (2, 40, 80, 32, 3, 3, False, True),     # LayerNorm, odd dt_rank (scalar dt_proj path)
     (1, 33, 70, 16, 5, 2, True, True),      # unaligned rows (scalar GEMV path, padded prologue rows)
-    (9, 64, 128, 16, 4, 4, True, False),    # batch > 8: the CUDA backend composes the ops
+    (9, 64, 128, 16, 4, 4, True, False),    # batch > 8: the batched step (composed with MAMBART_CUDA_FUSED=0)
     (2, 48, 96, 4, 4, 4, True, False),      # d_state 4: composed as well
     (1, 768, 1536, 16, 48, 4, True, False), # mamba-130m sizes
     (8, 1536, 256, 16, 8, 4, True, False),  # fp32 prologue rows beyond 48 KB of shared memory
+    (9, 48, 96, 4, 4, 4, True, False),      # batch > 8, d_state 4: composed
 ]
 
 
@@ -347,17 +348,20 @@ def test_decode_layer_steps(ref, cuda):
     assert rel(ka["conv_state"], kb["conv_state"]) <= 1e-5
 
 
-def runner_with_env(name: str, value: str):
-    """An _OpRunner("cuda") whose backend is created with os.environ[name] = value (read at creation)."""
-    old = os.environ.get(name)
-    os.environ[name] = value
+def runner_with_env(name: str, value: str, **more: str):
+    """An _OpRunner("cuda") whose backend is created with os.environ[name] = value (and the `more` pairs; read at
+    creation)."""
+    env = {name: value, **more}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         return core._OpRunner("cuda")
     finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
@@ -397,3 +401,62 @@ def cuda_unfused():
 @pytest.mark.parametrize("shape", [LAYER_SHAPES[1], LAYER_SHAPES[3], LAYER_SHAPES[5]], ids=lambda s: "x".join(map(str, s)))
 def test_decode_layer_unfused(ref, cuda_unfused, dt, shape):
     check_layer(ref, cuda_unfused, rng("decode_layer_unfused", dt, shape), dt, shape)
+
+
+# ---- batched decode step (batch 9..256, cuda/decode_batch.cpp) -------------------------------------------------
+# conv step + x_proj in one kernel (fp32 atomics into the dt scratch), dt_proj + scan step in another, out_proj into
+# an act-dtype delta that the next layer's add_norm adds (the last layer completes the residual itself).
+# MAMBART_CUDA_BATCHED=1 makes the backend raise where the path does not apply, so every case here proves it ran.
+# Shapes: rows off the 16-row tiles, d_inner off the 64/32-channel tiles and odd (unaligned x_proj rows), d_state 16
+# to 64, dt_rank not a multiple of 8 (unaligned dt_proj rows), d_conv 1..4, LayerNorm, biases (an out_proj bias
+# takes the last layer through the delta and an add_norm). The fp32 x_proj sums live in the dt scratch:
+# d_inner * size(dtype) >= 4 (dt_rank + 2 d_state) (fp16: d_inner >= 2 dt_rank + 4 d_state).
+BATCH_SHAPES = [
+    (9, 64, 128, 16, 4, 4, True, False),
+    (17, 96, 200, 32, 7, 3, False, True),     # LayerNorm, biases, d_state 32, odd dt_rank, d_conv 3
+    (33, 72, 150, 16, 5, 2, True, True),      # unaligned rows, 3 row tiles (the last of 1 row)
+    (20, 100, 301, 64, 9, 4, True, False),    # d_state 64, odd d_inner
+    (11, 80, 230, 48, 6, 1, False, False),    # d_state 48, d_conv 1, LayerNorm, no biases
+    (64, 256, 512, 16, 16, 4, True, False),   # 4 full row tiles
+    (130, 128, 256, 16, 8, 4, True, True),    # 9 row tiles
+]
+
+
+@pytest.fixture(scope="module")
+def cuda_batched():
+    """A CUDA backend that must take the batched decode step for batch > 8 (MAMBART_CUDA_BATCHED=1)."""
+    return runner_with_env("MAMBART_CUDA_BATCHED", "1")
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("shape", BATCH_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("repeat", [0, 3])
+def test_decode_batched(ref, cuda_batched, dt, shape, repeat):
+    """One layer (decode_layer: its out_proj completes the residual) and three in a row through decode_layers (each
+    layer's delta carried into the next one's add_norm) against the reference."""
+    check_layer(ref, cuda_batched, rng("decode_batched", dt, shape, repeat), dt, shape, repeat=repeat)
+
+
+def test_decode_batched_model_size(ref, cuda_batched):
+    """mamba-2.8b sizes (fp16, two layers in a row) at batch 24: full and partial row tiles (batch 64, the shape the
+    path is for, takes the scalar reference ~45 s)."""
+    shape = (24, 2560, 5120, 16, 160, 4, True, False)
+    check_layer(ref, cuda_batched, rng("decode_batched_2.8b"), "F16", shape, repeat=2)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("shape", [BATCH_SHAPES[0], BATCH_SHAPES[1]], ids=lambda s: "x".join(map(str, s)))
+def test_decode_batched_builtin_gemm(ref, dt, shape):
+    """Without cuBLAS (MAMBART_CUBLAS=0): in_proj / out_proj by the built-in GEMM, the last layer's out_proj into the
+    delta, then an add_norm."""
+    runner = runner_with_env("MAMBART_CUDA_BATCHED", "1", MAMBART_CUBLAS="0")
+    check_layer(ref, runner, rng("decode_batched_gemm", dt, shape), dt, shape, repeat=2)
+
+
+def test_decode_batched_unsupported(ref, cuda_batched, cuda):
+    """MAMBART_CUDA_BATCHED=1 raises where the path does not apply (d_state 4); by default the ops are composed."""
+    shape = (9, 48, 96, 4, 4, 4, True, False)
+    kw = layer_inputs(rng("decode_batched_unsupported"), "F16", *shape)
+    with pytest.raises(ValueError, match="d_state"):
+        cuda_batched.decode_layer(**kw, repeat=2)
+    check_layer(ref, cuda, rng("decode_batched_unsupported"), "F16", shape, repeat=2)
