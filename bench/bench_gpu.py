@@ -122,6 +122,28 @@ def step_timing(mambart, folder: Path, batch=1) -> str:
         return Path(f.name).read_text()
 
 
+def bench_b64_composed(mambart, folder: Path, prompt_len=100, gen=100) -> float:
+    """Batch-64 tok/s (prefill + gen, as b64_tok_s) with the batched decode step off (MAMBART_CUDA_BATCHED=0: the
+    ops composed per layer, as before it existed)."""
+    os.environ["MAMBART_CUDA_BATCHED"] = "0"
+    try:
+        s = mambart.Session(str(folder), device="cuda")
+    finally:
+        os.environ.pop("MAMBART_CUDA_BATCHED", None)
+    p64 = np.random.default_rng(1).integers(0, VOCAB, size=(64, prompt_len))
+    st64 = s.new_state(64)
+
+    def run():
+        st64.reset()
+        return s.generate(p64, max_new_tokens=gen, stop_tokens=[], state=st64)
+
+    run()
+    t = timed(run, 3)
+    del s, st64
+    gc.collect()
+    return 64 * gen / t
+
+
 def bench_mambart(mambart, folder: Path, prompt_len=100, gen=100, reps=5):
     s = mambart.Session(str(folder), device="cuda")
     rng = np.random.default_rng(0)
@@ -182,7 +204,8 @@ def fmt_table(rows, device, bw):
              "Decode variants (ms/token, batch 1): " + "; ".join(
                  f"{n} default {r['dec_ms']:.3f}, " + ", ".join(f"{v} {r['variants'][v]:.3f}" for v in r.get("variants", {}))
                  for n, r in rows.items()) + "; b64 decode-only tok/s: " + ", ".join(
-                 f"{n} {r['b64_dec_tok_s']:.0f}" for n, r in rows.items()) , "",
+                 f"{n} {r['b64_dec_tok_s']:.0f}" for n, r in rows.items()) + "; b64 tok/s with the batched decode "
+             "step off (MAMBART_CUDA_BATCHED=0): " + ", ".join(f"{n} {r['b64_composed_tok_s']:.0f}" for n, r in rows.items()), "",
              "| shape | gen ms/tok | dec ms/tok | floor ms | % floor | b64 tok/s | prefill 2048 / 8192 ms | HF ms/tok | "
              "HF / mambart | mamba_ssm gen ms/tok (H100, issue) | target |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -225,6 +248,7 @@ def main():
             try:
                 r = bench_mambart(mambart, folder, reps=args.reps)
                 r["variants"] = {v: bench_decode_variant(mambart, folder, env) for v, env in VARIANTS.items()}
+                r["b64_composed_tok_s"] = bench_b64_composed(mambart, folder)
                 print(f"{name}: " + step_timing(mambart, folder), flush=True)
             except Exception as e:  # keep the other shapes' numbers
                 print(f"{name}: mambart FAILED: {type(e).__name__}: {e}", flush=True)
