@@ -84,6 +84,8 @@ def timed(fn, reps: int) -> float:
 VARIANTS = {
     "per-layer": {"MAMBART_CUDA_PERSISTENT": "0"},
     "persistent": {"MAMBART_CUDA_PERSISTENT": "1"},
+    "persistent, out_proj not via smem": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_SMEM_W": "0"},
+    "persistent, smem copy at layer start": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_SMEM_W": "2"},
 }
 
 

@@ -47,6 +47,59 @@ struct PrefillCfg {
   static_assert(kDd % 4 == 0 && kEp % 4 == 0 && kPart % 4 == 0, "16-byte aligned sections");
 };
 
+// The scan of one staged tile by one lane: TT tokens in groups of G. A group's shared-memory reads are issued
+// together before its math, and the pointers are __restrict__ so that the next group's reads may also move above
+// this group's stores of partials: without both, each token was a chain of dependent round trips (read, ex2,
+// FMA, store) and the ~10 warps of an SM could not hide it (3.2 state updates per clock per SM, MUFU allows 16).
+//   dd:   this lane's channel at token 0 of the tile, stride CB float2 {delta, delta * x} per token;
+//   bc:   this lane's first chunk at token 0, stride 2 * MAXS floats per token;
+//   part: this thread's partial at token 0, stride kThreads floats per token.
+template <int MAXS, int NS>
+__device__ __forceinline__ void scan_tile_lane(const float2* __restrict__ dd, const float* __restrict__ bc,
+                                               float* __restrict__ part, const float (&A2)[NS], float (&h)[NS]) {
+  using Cfg = PrefillCfg<MAXS, NS>;
+  constexpr int L = Cfg::L, CB = Cfg::CB, CW = Cfg::CW, NCH = Cfg::NCH;
+  constexpr int G = NS >= 8 ? 2 : 16 / NS;  // tokens per group: 4..16 registers of inputs per token
+  static_assert(Cfg::T % G == 0, "group");
+#pragma unroll
+  for (int t0 = 0; t0 < Cfg::T; t0 += G) {
+    float2 d[G];           // {delta, delta * x}
+    float4 v[G][NCH];      // CW == 2: {B_s, C_s, B_s+1, C_s+1}; CW == 1: {B_s, C_s, -, -}
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      const int t = t0 + g;
+      d[g] = dd[t * CB];
+#pragma unroll
+      for (int k = 0; k < NCH; ++k) {
+        const float* c = bc + t * MAXS * 2 + k * L * 2 * CW;
+        if constexpr (CW == 2) {
+          v[g][k] = *reinterpret_cast<const float4*>(c);
+        } else {
+          const float2 u = *reinterpret_cast<const float2*>(c);
+          v[g][k] = make_float4(u.x, u.y, 0.f, 0.f);
+        }
+      }
+    }
+    float acc[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      acc[g] = 0.f;
+#pragma unroll
+      for (int k = 0; k < NCH; ++k) {
+        // h = exp(delta * A) * h + delta * B_t * x_t;  y += h * C_t
+        h[CW * k] = ex2_fast(d[g].x * A2[CW * k]) * h[CW * k] + d[g].y * v[g][k].x;
+        acc[g] = fmaf(h[CW * k], v[g][k].y, acc[g]);
+        if constexpr (CW == 2) {
+          h[2 * k + 1] = ex2_fast(d[g].x * A2[2 * k + 1]) * h[2 * k + 1] + d[g].y * v[g][k].z;
+          acc[g] = fmaf(h[2 * k + 1], v[g][k].w, acc[g]);
+        }
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < G; ++g) part[(t0 + g) * Cfg::kThreads] = acc[g];
+  }
+}
+
 // Prefill scan. Grid (ceil(d_inner / CB), batch), 128 threads, PrefillCfg::kSmemBytes of dynamic shared memory.
 // Thread roles (tid = threadIdx.x):
 //   scan:   channel c0 + tid / L, lane q = tid % L with states q*NS .. q*NS+NS-1;
@@ -64,7 +117,7 @@ template <typename T, int MAXS, int NS>
 __global__ void __launch_bounds__(128) scan_prefill_kernel(ScanParams p) {
   using Cfg = PrefillCfg<MAXS, NS>;
   constexpr int L = Cfg::L, CB = Cfg::CB, TT = Cfg::T, NTH = Cfg::kThreads, PER = Cfg::PER, BCPER = Cfg::BCPER;
-  constexpr int CW = Cfg::CW, NCH = Cfg::NCH;
+  constexpr int CW = Cfg::CW;
   extern __shared__ __align__(16) float sm[];
   const int tid = threadIdx.x;
   const int64_t b = blockIdx.y;
@@ -157,30 +210,8 @@ __global__ void __launch_bounds__(128) scan_prefill_kernel(ScanParams p) {
     }
   };
   auto scan_tile = [&]() {
-    const float2* dd = reinterpret_cast<const float2*>(sm + Cfg::kDd);
-    float* part = sm + Cfg::kPart;
-#pragma unroll
-    for (int t = 0; t < TT; ++t) {
-      const float2 d = dd[t * CB + tid / L];  // {delta, delta * x}
-      const float* row = sm + Cfg::kBc + t * MAXS * 2;
-      float acc = 0.f;
-#pragma unroll
-      for (int k = 0; k < NCH; ++k) {
-        if constexpr (CW == 2) {
-          const float4 v = *reinterpret_cast<const float4*>(row + (k * L + q) * 4);  // {B_s, C_s, B_s+1, C_s+1}
-          // h = exp(delta * A) * h + delta * B_t * x_t;  y += h * C_t
-          h[2 * k] = ex2_fast(d.x * A2[2 * k]) * h[2 * k] + d.y * v.x;
-          h[2 * k + 1] = ex2_fast(d.x * A2[2 * k + 1]) * h[2 * k + 1] + d.y * v.z;
-          acc = fmaf(h[2 * k], v.y, acc);
-          acc = fmaf(h[2 * k + 1], v.w, acc);
-        } else {
-          const float2 v = *reinterpret_cast<const float2*>(row + (k * L + q) * 2);  // {B_s, C_s}
-          h[k] = ex2_fast(d.x * A2[k]) * h[k] + d.y * v.x;
-          acc = fmaf(h[k], v.y, acc);
-        }
-      }
-      part[t * NTH + tid] = acc;
-    }
+    scan_tile_lane<MAXS, NS>(reinterpret_cast<const float2*>(sm + Cfg::kDd) + tid / L, sm + Cfg::kBc + q * 2 * CW,
+                             sm + Cfg::kPart + tid, A2, h);
   };
   auto store_y = [&](int n_valid) {
     const float2* ep = reinterpret_cast<const float2*>(sm + Cfg::kEp);
