@@ -67,10 +67,11 @@ class CudaBackend final : public Backend {
     // (tests: proves the path ran).
     const char* bt_env = std::getenv("MAMBART_CUDA_BATCHED");
     batched_mode_ = !bt_env ? -1 : std::string(bt_env) == "0" ? 0 : 1;
-    // MAMBART_STEP_SMEM_W: out_proj rows of the persistent step through shared memory: 0 off, 1 (default) bulk
-    // copy issued after stage A, 2 at the layer's start (decode_step.cu).
+    // MAMBART_STEP_SMEM_W: out_proj rows of the persistent step through shared memory: 0 (default) off; the bulk
+    // copy issued 1 after stage A, 2 at the layer's start, 3 after barrier 1 (decode_step.cu).
     const char* w_env = std::getenv("MAMBART_STEP_SMEM_W");
-    step_smem_w_ = w_env && *w_env ? std::atoi(w_env) : 1;
+    step_smem_w_ = w_env && *w_env ? std::atoi(w_env) : 0;
+    if (step_smem_w_ < 0 || step_smem_w_ > 3) step_smem_w_ = 0;
     MAMBART_CUDA_CHECK(cudaMalloc(&step_barrier_, 128));
     MAMBART_CUDA_CHECK(cudaMemset(step_barrier_, 0, 128));
     // MAMBART_STEP_TIMING=<file>: stamp the stages of the persistent decode step; the last step's per-stage times
@@ -323,7 +324,7 @@ class CudaBackend final : public Backend {
   bool graphs_enabled_ = true;
   int fused_mode_ = -1;  // -1 auto, 0 off, 1 on
   int persistent_mode_ = -1;  // -1 auto, 0 off, 1 on
-  int step_smem_w_ = 1;       // persistent step: out_proj rows through shared memory (0 off, 1 after A, 2 early)
+  int step_smem_w_ = 0;       // persistent step: out_proj rows through shared memory (MAMBART_STEP_SMEM_W)
   int batched_mode_ = -1;  // -1 auto, 0 off, 1 required
   void* step_barrier_ = nullptr;  // the persistent decode kernel's grid barrier word
   static constexpr int64_t kTimingLayers = 256;

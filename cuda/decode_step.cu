@@ -16,9 +16,9 @@
 // Rounding matches the composed ops: every intermediate is rounded to the act dtype where the ops store it.
 // Shared-memory weights (sm_90, MAMBART_STEP_SMEM_W): the rows of a block's out_proj slice that fit next to the
 // staging buffers (all of them at batch 1 up to d_inner 5120 in fp16) are copied into shared memory by one bulk
-// (TMA) copy per layer, issued right after stage A (mode 1) or at the layer's start (mode 2). The copy streams
-// during the latency-bound stages B and C and the barriers, when HBM is otherwise idle, and stage D then reads
-// those rows from shared memory. (L2 prefetches of the same bytes made no measurable difference: a hint, not a
+// (TMA) copy per layer, issued right after stage A (mode 1), at the layer's start (mode 2) or after barrier 1
+// (mode 3). The copy streams during the latency-bound stages B and C and the barriers, when HBM is otherwise
+// idle, and stage D then reads those rows from shared memory. (L2 prefetches of the same bytes made no measurable difference: a hint, not a
 // copy.)
 #include "decode_step.h"
 
@@ -57,7 +57,7 @@ struct StepArgs {
   int prefetch_out;       // bytes of the out_proj slice prefetched after stage A
   int w_rows_smem;        // out_proj rows of a block's slice copied into shared memory per layer (0: none)
   int w_smem_offset;      // where they go in the dynamic shared memory (bytes, 128-aligned; after the staging)
-  int w_issue_early;      // 1: issue the copy at the layer's start, 0: after stage A
+  int w_issue;            // when the copy is issued: 1 after stage A, 2 at the layer's start, 3 after barrier 1
   float* residual;        // (M, d_model) fp32
   void* xz;               // (M, 2 d_inner): z in the second half
   void* xc;               // (M, d_inner)
@@ -434,9 +434,9 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
   for (int l = 0; l < a.n_layers; ++l) {
     const StepLayer& w = a.layer[l];
     stamp(l, 0);
-    if (a.w_issue_early) issue_out(w);  // the previous layer's stage D has read wsm (barrier 4 or kernel start)
+    if (a.w_issue == 2) issue_out(w);  // the previous layer's stage D has read wsm (barrier 4 or kernel start)
     stage_in_proj<T, MT>(a, w, xs, red, gpart, in_rows);
-    if (!a.w_issue_early) issue_out(w);
+    if (a.w_issue == 1) issue_out(w);
     // Coming up: x_proj rows, dt_proj rows and A of this block's channels, then the out_proj slice.
     prefetch_range(static_cast<const char*>(w.x_proj_w) + int64_t(x_rows.begin) * di * es,
                    int64_t(x_rows.end - x_rows.begin) * di * es);
@@ -447,6 +447,7 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
                    capped(a.prefetch_out, int64_t(out_rows.end - out_rows.begin - n_wsm) * di * es));
     stamp(l, 1);
     grid_barrier(a.barrier, phase);
+    if (a.w_issue == 3) issue_out(w);
     stamp(l, 2);
     stage_x_proj<T, MT>(a, w, part, x_rows);
     stamp(l, 3);
@@ -622,7 +623,7 @@ void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* ba
   a.residual = p.residual; a.xz = p.xz; a.xc = p.xc; a.xdbl = p.xdbl; a.y = p.y; a.barrier = barrier;
   a.w_rows_smem = plan.w_rows;
   a.w_smem_offset = int(plan.w_offset);
-  a.w_issue_early = smem_w == 2 ? 1 : 0;
+  a.w_issue = smem_w;
 
   for (int64_t l0 = 0; l0 < n; l0 += kMaxStepLayers) {
     a.n_layers = int(std::min<int64_t>(kMaxStepLayers, n - l0));

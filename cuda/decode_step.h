@@ -12,7 +12,7 @@ namespace cuda {
 
 // Whether the persistent kernel serves these layers on `device` with `num_sms` blocks (else the backend runs them
 // one by one); `why` says why not. smem_w: out_proj rows through shared memory, 0 off, 1 copy issued after stage
-// A, 2 at the layer's start (sm_90+; see decode_step.cu).
+// A, 2 at the layer's start, 3 after barrier 1 (sm_90+; see decode_step.cu).
 bool decode_step_applicable(const DecodeLayerParams* layers, int64_t n, int device, int num_sms, int smem_w,
                             std::string* why);
 // Runs the layers in order (one launch per 128 layers). `barrier`: one zeroed word of device memory owned by

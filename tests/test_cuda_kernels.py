@@ -364,11 +364,11 @@ def runner_with_env(name: str, value: str, **more: str):
                 os.environ[k] = v
 
 
-@pytest.fixture(scope="module", params=["1", "0", "2"], ids=lambda v: f"smem_w{v}")
+@pytest.fixture(scope="module", params=["0", "1", "2", "3"], ids=lambda v: f"smem_w{v}")
 def cuda_persistent(request):
     """A CUDA backend with the persistent decode step forced on (by default it is used for d_model > 1024 only),
-    with its out_proj rows through shared memory copied after stage A (MAMBART_STEP_SMEM_W=1, the default), not at
-    all (0) or at the layer's start (2)."""
+    with its out_proj rows read from global memory (MAMBART_STEP_SMEM_W=0, the default) or through shared memory,
+    copied after stage A (1), at the layer's start (2) or after barrier 1 (3)."""
     return runner_with_env("MAMBART_CUDA_PERSISTENT", "1", MAMBART_STEP_SMEM_W=request.param)
 
 

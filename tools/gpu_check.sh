@@ -2,11 +2,12 @@
 # One script for the GPU machine: builds the package with the CUDA backend, runs the GPU tests, measures the
 # device copy bandwidth and runs bench/bench_gpu.py (mambart vs HF transformers in one process), printing the
 # benchmark table last. Output files go to $OUT (default ./gpu_out).
-# Usage: bash tools/gpu_check.sh [build] [test] [bench] [profile]     (default: build test bench)
+# Usage: bash tools/gpu_check.sh [build] [test] [bench] [profile] [stalls]   (default: build test bench)
 #   env: ARCHS (default 90-real), BENCH_ARGS (e.g. "--shapes 130m --no-hf"), PYTEST_ARGS, PYTEST_K (a -k expression),
 #        NCU_METRICS (comma-separated, default gpu__time_duration.sum; bench/ncu_table.py adds the others as columns),
 #        PROFILE_CASES: ';'-separated argument lists of bench/profile_gpu.py, each profiled per kernel with ncu
 #        (default: 2.8b prefill of one 4096-token chunk, 2.8b decode at batch 64 and 1, 130m decode at batch 1)
+#   stalls: STALL_CASE (one profile_gpu.py argument list), NCU_KERNEL (kernel name regex, default scan_prefill)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error
@@ -57,5 +58,18 @@ if [[ " $STAGES " == *" profile "* ]]; then
         $PY bench/profile_gpu.py $c > "$f" 2> "$f.err" || { echo "PROFILE FAILED: $c"; tail -5 "$f.err"; }
     $PY bench/ncu_table.py "$f" "$c" | tee "$f.md" | head -24
   done
+fi
+if [[ " $STAGES " == *" stalls "* ]]; then
+  # Why one kernel waits: ncu's warp-state, scheduler and occupancy sections plus stall samples per SASS
+  # instruction (stalls_sass.csv) for the first launch matching NCU_KERNEL in STALL_CASE (bench/profile_gpu.py args).
+  c=${STALL_CASE:-2.8b prefill 1 1 4096}
+  rep=/tmp/mambart_stalls
+  ncu --profile-from-start off -k "regex:${NCU_KERNEL:-scan_prefill}" -c 1 --section WarpStateStats \
+      --section SchedulerStats --section Occupancy --section ComputeWorkloadAnalysis --section InstructionStats \
+      --section SourceCounters --section LaunchStats --import-source yes -f -o "$rep" $PY bench/profile_gpu.py $c \
+      > "$OUT/stalls.log" 2>&1 || { echo "STALLS FAILED"; tail -5 "$OUT/stalls.log"; }
+  ncu -i "$rep.ncu-rep" --page details > "$OUT/stalls_details.txt" 2>&1
+  ncu -i "$rep.ncu-rep" --page source --csv --print-source sass > "$OUT/stalls_sass.csv" 2>&1
+  grep -iE "duration|stall|warp cycles|issue|eligible|occupancy|registers|ipc|pipe" "$OUT/stalls_details.txt" | head -70
 fi
 exit $rc
