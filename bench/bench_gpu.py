@@ -84,9 +84,6 @@ def timed(fn, reps: int) -> float:
 VARIANTS = {
     "per-layer": {"MAMBART_CUDA_PERSISTENT": "0"},
     "persistent": {"MAMBART_CUDA_PERSISTENT": "1"},
-    "persistent, smem copy after A": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_SMEM_W": "1"},
-    "persistent, smem copy at layer start": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_SMEM_W": "2"},
-    "persistent, smem copy after barrier 1": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_SMEM_W": "3"},
 }
 
 
@@ -116,11 +113,11 @@ def bench_decode_variant(mambart, folder: Path, env: dict, prompt_len=100, gen=1
     return (t_gen - t_one) / (gen - 1) * 1e3
 
 
-def step_timing(mambart, folder: Path, batch=1, env=None) -> str:
+def step_timing(mambart, folder: Path, batch=1) -> str:
     """Per-stage times of the persistent decode step (MAMBART_STEP_TIMING), written when the backend goes away."""
     with tempfile.NamedTemporaryFile("r", suffix=".txt") as f:
-        bench_decode_variant(mambart, folder, {"MAMBART_STEP_TIMING": f.name, "MAMBART_CUDA_PERSISTENT": "1",
-                                               **(env or {})}, gen=10, reps=1)
+        bench_decode_variant(mambart, folder, {"MAMBART_STEP_TIMING": f.name, "MAMBART_CUDA_PERSISTENT": "1"},
+                             gen=10, reps=1)
         gc.collect()
         return Path(f.name).read_text()
 
@@ -253,9 +250,6 @@ def main():
                 r["variants"] = {v: bench_decode_variant(mambart, folder, env) for v, env in VARIANTS.items()}
                 r["b64_composed_tok_s"] = bench_b64_composed(mambart, folder)
                 print(f"{name}: " + step_timing(mambart, folder), flush=True)
-                for v, env in VARIANTS.items():  # the other persistent variants' stage times (smem modes)
-                    if v.startswith("persistent,"):
-                        print(f"{name} [{v}]: " + step_timing(mambart, folder, env=env), flush=True)
             except Exception as e:  # keep the other shapes' numbers
                 print(f"{name}: mambart FAILED: {type(e).__name__}: {e}", flush=True)
                 continue

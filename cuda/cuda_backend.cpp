@@ -67,11 +67,6 @@ class CudaBackend final : public Backend {
     // (tests: proves the path ran).
     const char* bt_env = std::getenv("MAMBART_CUDA_BATCHED");
     batched_mode_ = !bt_env ? -1 : std::string(bt_env) == "0" ? 0 : 1;
-    // MAMBART_STEP_SMEM_W: out_proj rows of the persistent step through shared memory: 0 (default) off; the bulk
-    // copy issued 1 after stage A, 2 at the layer's start, 3 after barrier 1 (decode_step.cu).
-    const char* w_env = std::getenv("MAMBART_STEP_SMEM_W");
-    step_smem_w_ = w_env && *w_env ? std::atoi(w_env) : 0;
-    if (step_smem_w_ < 0 || step_smem_w_ > 3) step_smem_w_ = 0;
     MAMBART_CUDA_CHECK(cudaMalloc(&step_barrier_, 128));
     MAMBART_CUDA_CHECK(cudaMemset(step_barrier_, 0, 128));
     // MAMBART_STEP_TIMING=<file>: stamp the stages of the persistent decode step; the last step's per-stage times
@@ -194,11 +189,10 @@ class CudaBackend final : public Backend {
     // Auto: persistent only for wide models. Measured on an H100 (fp16, batch 1, docs/BENCHMARKS.md): at
     // d_model 768 its 4 grid barriers and latency-bound stages per layer cost more than the per-layer kernels.
     const bool persistent = persistent_mode_ == 1 || (persistent_mode_ == -1 && layers[0].d_model > 1024);
-    if (persistent && cuda::decode_step_applicable(layers, n, dev_, num_sms_, step_smem_w_, &why)) {
+    if (persistent && cuda::decode_step_applicable(layers, n, dev_, &why)) {
       long long* timing = step_timing_ && n <= kTimingLayers ? step_timing_ : nullptr;
       if (timing) timed_layers_ = n;
-      cuda::launch_decode_step(layers, n, static_cast<unsigned*>(step_barrier_), timing, num_sms_, dev_,
-                               step_smem_w_, stream_);
+      cuda::launch_decode_step(layers, n, static_cast<unsigned*>(step_barrier_), timing, num_sms_, stream_);
       return;
     }
     if (batched(layers, n)) {  // the out_proj result of a layer is added by the next one's add_norm
@@ -324,7 +318,6 @@ class CudaBackend final : public Backend {
   bool graphs_enabled_ = true;
   int fused_mode_ = -1;  // -1 auto, 0 off, 1 on
   int persistent_mode_ = -1;  // -1 auto, 0 off, 1 on
-  int step_smem_w_ = 0;       // persistent step: out_proj rows through shared memory (MAMBART_STEP_SMEM_W)
   int batched_mode_ = -1;  // -1 auto, 0 off, 1 required
   void* step_barrier_ = nullptr;  // the persistent decode kernel's grid barrier word
   static constexpr int64_t kTimingLayers = 256;

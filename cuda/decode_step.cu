@@ -14,12 +14,6 @@
 // that made no measurable difference and stays as a knob. Data written by other blocks during the kernel is read
 // through L2 (ld.global.cg), never through the non-coherent read-only path; weights use the read-only path.
 // Rounding matches the composed ops: every intermediate is rounded to the act dtype where the ops store it.
-// Shared-memory weights (sm_90, MAMBART_STEP_SMEM_W): the rows of a block's out_proj slice that fit next to the
-// staging buffers (all of them at batch 1 up to d_inner 5120 in fp16) are copied into shared memory by one bulk
-// (TMA) copy per layer, issued right after stage A (mode 1), at the layer's start (mode 2) or after barrier 1
-// (mode 3). The copy streams during the latency-bound stages B and C and the barriers, when HBM is otherwise
-// idle, and stage D then reads those rows from shared memory. (L2 prefetches of the same bytes made no measurable difference: a hint, not a
-// copy.)
 #include "decode_step.h"
 
 #include <algorithm>
@@ -55,9 +49,6 @@ struct StepArgs {
   int dt_vec;             // dt_proj rows readable as 16-byte vectors
   int prefetch_in;        // bytes of the next layer's in_proj slice prefetched before the last barrier of a layer
   int prefetch_out;       // bytes of the out_proj slice prefetched after stage A
-  int w_rows_smem;        // out_proj rows of a block's slice copied into shared memory per layer (0: none)
-  int w_smem_offset;      // where they go in the dynamic shared memory (bytes, 128-aligned; after the staging)
-  int w_issue;            // when the copy is issued: 1 after stage A, 2 at the layer's start, 3 after barrier 1
   float* residual;        // (M, d_model) fp32
   void* xz;               // (M, 2 d_inner): z in the second half
   void* xc;               // (M, d_inner)
@@ -116,53 +107,16 @@ __device__ __forceinline__ void prefetch_range(const void* p, int64_t bytes) {
 #endif
 }
 
-// Bulk copy into shared memory, completing on an mbarrier (sm_90; the host turns the path off below that).
-__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
-__device__ __forceinline__ void mbar_init(uint64_t* bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(bar)) : "memory");
-  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-#endif
-}
-// Thread 0: copy `bytes` (16-byte multiple, both sides 16-byte aligned) from global src to shared dst; the
-// mbarrier's phase completes when all of them have landed. The caller has synced the block after the last reads
-// of dst (generic proxy); the fence orders those before the async-proxy writes.
-__device__ __forceinline__ void bulk_copy_to_smem(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
-  constexpr uint32_t kPiece = 32 << 10;
-  for (uint32_t off = 0; off < bytes; off += kPiece) {
-    const uint32_t n = bytes - off < kPiece ? bytes - off : kPiece;
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
-                 ::"r"(smem_addr(static_cast<char*>(dst) + off)), "l"(static_cast<const char*>(src) + off), "r"(n),
-                   "r"(smem_addr(bar))
-                 : "memory");
-  }
-#endif
-}
-// Every thread: wait for the copy of phase `parity`.
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  unsigned done = 0;
-  while (!done) {
-    asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
-                 : "=r"(done) : "r"(smem_addr(bar)), "r"(parity) : "memory");
-  }
-#endif
-}
-
 // Rows [n0, n1) of w (N, K) times the M rows of x (shared memory, row stride K). The work is cut into units
 // (row, part of K): with few rows per block K is split in S parts so that every warp still gets several units.
 // Warp w takes the units w + 16 j (j < R <= RM per pass) and its 32 lanes walk their K parts in 16-byte chunks:
 // every lane keeps R (x the unroll) independent weight loads in flight, and a warp reads 512 contiguous bytes of a
 // row per load. With S == 1 lane j of the warp finishes its unit j's row; else the S partial sums of a row meet in
 // shared memory (`part`, kStepWarps * RM * MT floats) and one thread per row finishes it. epi(n, acc[MT]).
-// `w` points at row n0 (rows K apart): global memory (read-only path), or shared memory with kShared.
 // (A first version gave each row 4..32 lanes of its own and no K split: few loads in flight, ~1.1 TB/s.)
 template <typename T, int MT>
 constexpr int gemv_rows_per_warp() { return MT <= 2 ? 8 : 4; }
-template <typename T, int MT, bool kShared = false, class Epi>
+template <typename T, int MT, class Epi>
 __device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, const T* x, int M, float* part,
                                            Epi epi) {
   constexpr int VEC = Vec<T>::n, RM = gemv_rows_per_warp<T, MT>();
@@ -176,7 +130,7 @@ __device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, co
     const int units = min(nr - r0, rows_per_pass) * S;
     // S divides 16, so a warp's units share their K part (k = warp % S) and are 16 / S rows apart.
     const int k = warp % S, lo = int(int64_t(C) * k / S), hi = int(int64_t(C) * (k + 1) / S);
-    const uint4* wb = reinterpret_cast<const uint4*>(w + int64_t(r0 + warp / S) * K) + lo;
+    const uint4* wb = reinterpret_cast<const uint4*>(w + int64_t(n0 + r0 + warp / S) * K) + lo;
     const int64_t stride = int64_t(kStepWarps / S) * C;  // in 16-byte chunks
     bool ok[RM];
 #pragma unroll
@@ -192,7 +146,7 @@ __device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, co
       uint4 wv[RM];
 #pragma unroll
       for (int j = 0; j < RM; ++j)
-        if (ok[j]) wv[j] = kShared ? wb[j * stride + i] : __ldg(wb + j * stride + i);
+        if (ok[j]) wv[j] = __ldg(wb + j * stride + i);
 #pragma unroll
       for (int m = 0; m < MT; ++m) {
         if (m < M) {
@@ -252,8 +206,7 @@ __device__ void stage_in_proj(const StepArgs& a, const StepLayer& w, T* xs, floa
   const int di = a.d_inner, dc = a.d_conv;
   T* xc = static_cast<T*>(a.xc);
   T* xz = static_cast<T*>(a.xz);
-  block_gemv<T, MT>(static_cast<const T*>(w.in_proj_w) + int64_t(rows.begin) * a.d_model, a.d_model, rows.begin,
-                    rows.end, xs, a.M, gpart,
+  block_gemv<T, MT>(static_cast<const T*>(w.in_proj_w), a.d_model, rows.begin, rows.end, xs, a.M, gpart,
                     [&](int n, const float (&acc)[MT]) {
                       const float bv = w.in_proj_b ? w.in_proj_b[n] : 0.f;
                       if (n < di) {
@@ -363,31 +316,26 @@ __device__ void stage_scan(const StepArgs& a, const StepLayer& w, float* xd, Sli
   }
 }
 
-// Stage D: residual[:, n] += out_proj(y)[:, n] for rows [n0, n1) (y staged in shared memory); the first n_smem
-// rows of the slice are read from wsm (shared memory), the rest from global memory.
+// Stage D: residual rows... residual[:, n] += out_proj(y)[:, n] for rows [n0, n1) (y staged in shared memory).
 template <typename T, int MT>
-__device__ void stage_out_proj(const StepArgs& a, const StepLayer& w, T* ys, float* gpart, Slice rows,
-                               const T* wsm, int n_smem) {
+__device__ void stage_out_proj(const StepArgs& a, const StepLayer& w, T* ys, float* gpart, Slice rows) {
   if (rows.end <= rows.begin) return;  // uniform over the block
   const int di = a.d_inner, d = a.d_model;
   const int n16 = a.M * di / Vec<T>::n;
   for (int i = threadIdx.x; i < n16; i += kStepThreads)
     reinterpret_cast<uint4*>(ys)[i] = __ldcg(reinterpret_cast<const uint4*>(a.y) + i);
   __syncthreads();
-  auto epi = [&](int n, const float (&acc)[MT]) {
-    const float bv = w.out_proj_b ? w.out_proj_b[n] : 0.f;
+  block_gemv<T, MT>(static_cast<const T*>(w.out_proj_w), di, rows.begin, rows.end, ys, a.M, gpart,
+                    [&](int n, const float (&acc)[MT]) {
+                      const float bv = w.out_proj_b ? w.out_proj_b[n] : 0.f;
 #pragma unroll
-    for (int m = 0; m < MT; ++m) {
-      if (m < a.M) {
-        float* res = a.residual + int64_t(m) * d + n;
-        *res = __ldcg(res) + to_f(from_f<T>(acc[m] + bv));
-      }
-    }
-  };
-  const int split = rows.begin + n_smem;
-  if (n_smem > 0) block_gemv<T, MT, true>(wsm, di, rows.begin, split, ys, a.M, gpart, epi);
-  block_gemv<T, MT>(static_cast<const T*>(w.out_proj_w) + int64_t(split) * di, di, split, rows.end, ys, a.M, gpart,
-                    epi);
+                      for (int m = 0; m < MT; ++m) {
+                        if (m < a.M) {
+                          float* res = a.residual + int64_t(m) * d + n;
+                          *res = __ldcg(res) + to_f(from_f<T>(acc[m] + bv));
+                        }
+                      }
+                    });
 }
 
 template <typename T, int MT>
@@ -396,7 +344,6 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
   __shared__ float red[32];
   __shared__ float part[kStepWarps][MT];
   __shared__ float gpart[kStepWarps * gemv_rows_per_warp<T, MT>() * MT];
-  __shared__ uint64_t wbar;  // the out_proj rows' bulk copy has landed (one phase per layer)
   T* xs = reinterpret_cast<T*>(step_smem);
   const int nb = gridDim.x, b = blockIdx.x;
   const int di = a.d_inner, d = a.d_model, nx = a.dt_rank + 2 * a.d_state;
@@ -405,17 +352,6 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
   const int xr_per = (nx + nb - 1) / nb;
   const Slice x_rows = {min(nx, b * xr_per), min(nx, (b + 1) * xr_per)};
   auto capped = [](int64_t cap, int64_t bytes) { return bytes < cap ? bytes : cap; };
-  // out_proj rows [out_rows.begin, + n_wsm) go through shared memory (wsm); see the file comment.
-  const int n_wsm = min(a.w_rows_smem, out_rows.end - out_rows.begin);
-  T* wsm = reinterpret_cast<T*>(reinterpret_cast<char*>(step_smem) + a.w_smem_offset);
-  unsigned wphase = 0;
-  if (n_wsm > 0 && threadIdx.x == 0) mbar_init(&wbar);
-  __syncthreads();
-  auto issue_out = [&](const StepLayer& w) {
-    if (n_wsm > 0 && threadIdx.x == 0)
-      bulk_copy_to_smem(wsm, static_cast<const char*>(w.out_proj_w) + int64_t(out_rows.begin) * di * es,
-                        uint32_t(int64_t(n_wsm) * di * es), &wbar);
-  };
   auto in_slice = [&](const StepLayer& w, int64_t cap) {
     prefetch_range(static_cast<const char*>(w.in_proj_w) + int64_t(in_rows.begin) * d * es,
                    capped(cap, int64_t(in_rows.end - in_rows.begin) * d * es));
@@ -434,20 +370,17 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
   for (int l = 0; l < a.n_layers; ++l) {
     const StepLayer& w = a.layer[l];
     stamp(l, 0);
-    if (a.w_issue == 2) issue_out(w);  // the previous layer's stage D has read wsm (barrier 4 or kernel start)
     stage_in_proj<T, MT>(a, w, xs, red, gpart, in_rows);
-    if (a.w_issue == 1) issue_out(w);
     // Coming up: x_proj rows, dt_proj rows and A of this block's channels, then the out_proj slice.
     prefetch_range(static_cast<const char*>(w.x_proj_w) + int64_t(x_rows.begin) * di * es,
                    int64_t(x_rows.end - x_rows.begin) * di * es);
     prefetch_range(static_cast<const char*>(w.dt_proj_w) + int64_t(ch.begin) * a.dt_rank * es,
                    int64_t(ch.end - ch.begin) * a.dt_rank * es);
     prefetch_range(w.A + int64_t(ch.begin) * a.d_state, int64_t(ch.end - ch.begin) * a.d_state * 4);
-    prefetch_range(static_cast<const char*>(w.out_proj_w) + int64_t(out_rows.begin + n_wsm) * di * es,
-                   capped(a.prefetch_out, int64_t(out_rows.end - out_rows.begin - n_wsm) * di * es));
+    prefetch_range(static_cast<const char*>(w.out_proj_w) + int64_t(out_rows.begin) * di * es,
+                   capped(a.prefetch_out, int64_t(out_rows.end - out_rows.begin) * di * es));
     stamp(l, 1);
     grid_barrier(a.barrier, phase);
-    if (a.w_issue == 3) issue_out(w);
     stamp(l, 2);
     stage_x_proj<T, MT>(a, w, part, x_rows);
     stamp(l, 3);
@@ -457,11 +390,7 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
     stamp(l, 5);
     grid_barrier(a.barrier, phase);
     stamp(l, 6);
-    if (n_wsm > 0) {
-      mbar_wait(&wbar, wphase);
-      wphase ^= 1u;
-    }
-    stage_out_proj<T, MT>(a, w, xs, gpart, out_rows, wsm, n_wsm);
+    stage_out_proj<T, MT>(a, w, xs, gpart, out_rows);
     if (l + 1 < a.n_layers) in_slice(a.layer[l + 1], a.prefetch_in);
     stamp(l, 7);
     if (l + 1 < a.n_layers) grid_barrier(a.barrier, phase);
@@ -493,34 +422,6 @@ void* step_kernel(DType act, int64_t M) {
   return k;
 }
 
-// Dynamic shared memory of the step kernel: the staging union, then (smem_w != 0, sm_90+) the out_proj rows of
-// the largest block slice that fit within the opt-in limit beside the kernel's static shared memory.
-struct SmemPlan {
-  size_t staging = 0;   // bytes of the staging union (step_smem_bytes)
-  size_t w_offset = 0;  // start of the weight rows (128-aligned)
-  int w_rows = 0;       // out_proj rows per block in shared memory
-  size_t total = 0;     // dynamic bytes to launch with
-};
-SmemPlan plan_smem(const DecodeLayerParams& p, int nb, int device, int smem_w) {
-  SmemPlan s;
-  s.staging = step_smem_bytes(p);
-  s.total = s.staging;
-  int major = 0, max_optin = 0;
-  MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  if (!smem_w || major < 9 || nb < 1) return s;
-  MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&max_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  cudaFuncAttributes fa{};
-  MAMBART_CUDA_CHECK(cudaFuncGetAttributes(&fa, step_kernel(p.act_dtype, p.batch)));
-  s.w_offset = (s.staging + 127) / 128 * 128;
-  const size_t row = size_t(p.d_inner) * dtype_size(p.act_dtype);
-  const size_t used = s.w_offset + fa.sharedSizeBytes;
-  const size_t fit = size_t(max_optin) > used ? (size_t(max_optin) - used) / row : 0;
-  const size_t slice = size_t((p.d_model + nb - 1) / nb);  // rows of the largest block slice
-  s.w_rows = int(std::min(fit, slice));
-  if (s.w_rows > 0) s.total = s.w_offset + size_t(s.w_rows) * row;
-  return s;
-}
-
 int env_kb(const char* name, int dflt) {
   const char* v = std::getenv(name);
   return v && *v ? std::atoi(v) : dflt;
@@ -528,8 +429,7 @@ int env_kb(const char* name, int dflt) {
 
 }  // namespace
 
-bool decode_step_applicable(const DecodeLayerParams* layers, int64_t n, int device, int num_sms, int smem_w,
-                            std::string* why) {
+bool decode_step_applicable(const DecodeLayerParams* layers, int64_t n, int device, std::string* why) {
   auto no = [why](const std::string& w) { *why = w; return false; };
   if (n < 1) return no("no layers");
   const DecodeLayerParams& p = layers[0];
@@ -560,7 +460,7 @@ bool decode_step_applicable(const DecodeLayerParams* layers, int64_t n, int devi
   const size_t static_smem = sizeof(float) * (32 + kStepWarps * 8) + 64;
   if (step_smem_bytes(p) + static_smem > size_t(max_smem)) return no("rows too long for shared memory");
   // One block per SM must fit (registers, shared memory): the grid is one block per SM and co-resident.
-  const size_t smem = plan_smem(p, num_sms, device, smem_w).total;
+  const size_t smem = step_smem_bytes(p);
   void* kernel = step_kernel(p.act_dtype, p.batch);
   if (smem > (size_t(48) << 10))
     MAMBART_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
@@ -601,10 +501,9 @@ std::string decode_step_timing_report(const long long* t, int n_layers, int nblo
 }
 
 void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* barrier, long long* timing,
-                        int num_sms, int device, int smem_w, cudaStream_t stream) {
+                        int num_sms, cudaStream_t stream) {
   const DecodeLayerParams& p = layers[0];
-  const SmemPlan plan = plan_smem(p, num_sms, device, smem_w);
-  const size_t smem = plan.total;
+  const size_t smem = step_smem_bytes(p);
   if (smem > (size_t(48) << 10))
     MAMBART_CUDA_CHECK(cudaFuncSetAttribute(step_kernel(p.act_dtype, p.batch),
                                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
@@ -621,9 +520,6 @@ void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* ba
   a.prefetch_in = env_kb("MAMBART_STEP_PREFETCH_IN_KB", 64) << 10;
   a.prefetch_out = env_kb("MAMBART_STEP_PREFETCH_OUT_KB", 128) << 10;
   a.residual = p.residual; a.xz = p.xz; a.xc = p.xc; a.xdbl = p.xdbl; a.y = p.y; a.barrier = barrier;
-  a.w_rows_smem = plan.w_rows;
-  a.w_smem_offset = int(plan.w_offset);
-  a.w_issue = smem_w;
 
   for (int64_t l0 = 0; l0 < n; l0 += kMaxStepLayers) {
     a.n_layers = int(std::min<int64_t>(kMaxStepLayers, n - l0));
