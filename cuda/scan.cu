@@ -6,14 +6,19 @@
 // ~4 FP32 ops; everything else is arranged so that it stays small next to that:
 //  - d_state is split over L lanes per channel (L = 4, 8 or 16; each lane keeps NS = MAXS / L states and its
 //    A * log2(e) in registers); exp is one ex2.approx per state. Padded states (d_state < MAXS) have A = B = C = 0.
-//  - The block (128 threads = CB channels x L lanes, CB = 128 / L) walks time in tiles of T tokens. Each tile is
-//    staged in shared memory once: delta = softplus(dt + dt_bias) and delta * x per (token, channel) (computed once,
-//    not once per lane; accurate log1pf as in decode), D * x and silu(z) for the output, and the B/C rows (shared by all channels of the block).
-//    The global loads of tile k + 1 are issued into registers before the scan of tile k and stored after it, so
-//    their latency hides behind the scan. Padded tokens and channels get delta = 0, B = C = 0: h passes unchanged.
+//  - The block (128 threads = CB channels x L lanes, CB = 128 / L) walks time in tiles of T tokens. The raw tile
+//    (x, dt, z, B, C) of tile k + 1 is fetched by cp.async into one of two shared-memory buffers while tile k is
+//    scanned (no registers held, nothing for the compiler to sink). It is then staged once per (token, channel):
+//    delta = softplus(dt + dt_bias) (branch-free, accurate to a few ulp: softplus_fast) and delta * x, and the B/C
+//    rows (shared by all channels of the block) in the lanes' chunk order. Padded tokens get delta = 0 and padded
+//    channels x = 0, A = 0: h passes unchanged.
 //  - Each lane writes its partial h . C per token to shared memory (one store instead of log2(L) shuffles); after
-//    the tile, the same threads that staged (token, channel) pairs sum the L partials, apply D and the gate and
-//    store y row-wise (coalesced). Two barriers per tile (shared-memory roles below, in prefill_kernel).
+//    the tile, one thread per (token, channel) sums the L partials, adds D x, gates by silu(z) (z from the raw
+//    tile) and stores y row-wise. Two barriers per tile (roles in scan_prefill_kernel).
+//  - Measured (ncu, 2.8b, H200, before this layout): the scan proper was a third of the stall samples; the
+//    per-(token, channel) staging with the library log1pf and __fdividef (branchy), 40 scalar loads per thread per
+//    tile with their 64-bit address arithmetic (sunk by the compiler after the scan: exposed latency), and the y
+//    pass were the other two thirds.
 //  - No time parallelism: a two-pass sub-chunked scan costs a second exp per state update, and the big shapes have
 //    enough channels. Instead L adapts to the parallelism (prefill_lanes): more lanes per channel (fewer states
 //    each, more per-token overhead) when batch * d_inner alone leaves the SM sub-partitions short of warps.
@@ -28,36 +33,40 @@
 namespace mambart {
 namespace cuda {
 
-// Tiling of the prefill kernel for MAXS (padded d_state) and NS states per lane.
-template <int MAXS, int NS>
+// Tiling of the prefill kernel for the act dtype E, MAXS (padded d_state) and NS states per lane.
+template <typename E, int MAXS, int NS>
 struct PrefillCfg {
   static constexpr int kThreads = 128;                // 4 warps: one on each SM sub-partition
   static constexpr int L = MAXS / NS;                 // lanes per channel
   static constexpr int CB = kThreads / L;             // channels per block
-  static constexpr int T = NS >= 2 ? 128 / NS : 64;   // tokens per tile: T * NS = 64..128 state updates per lane
-  static constexpr int PER = T * CB / kThreads;       // (token, channel) pairs per thread when staging / storing y
-  static constexpr int BCPER = T * MAXS / kThreads;   // (token, state) pairs of B and C per thread when staging
+  static constexpr int T = NS >= 2 ? 128 / NS : 32;   // tokens per tile: T * NS = 32..128 state updates per lane
+  static constexpr int VE = Vec<E>::n;                // elements per 16-byte vector
+  static constexpr int PER = T * CB / kThreads;       // (token, channel) pairs per thread in store_y
   static constexpr int CW = NS >= 2 ? 2 : 1;          // states per shared-memory chunk: float4 {B,C,B,C} or float2
   static constexpr int NCH = NS / CW;                 // chunks per lane and token
-  // Shared memory (floats): bc (T, MAXS) x 2 | dd (T, CB) x 2 | ep (T, CB) x 2 | part (T, 128); see scan_prefill_kernel
-  static constexpr int kBc = 0, kDd = kBc + T * MAXS * 2, kEp = kDd + T * CB * 2, kPart = kEp + T * CB * 2;
-  static constexpr size_t kSmemBytes = size_t(kPart + T * kThreads) * sizeof(float);
+  // Raw tile (act dtype, one of two buffers): x, dt, z (T, CB) each, then B, C (T, MAXS) each; B/C past d_state 0.
+  static constexpr int kRawX = 0, kRawDt = T * CB, kRawZ = 2 * T * CB, kRawB = 3 * T * CB, kRawC = kRawB + T * MAXS;
+  static constexpr int kRawElems = kRawC + T * MAXS;
+  // Shared memory (floats): bc (T, MAXS) float2 | dd (T, CB) float2 | part (T, 128) | bias (CB) | raw x 2
+  static constexpr int kBc = 0, kDd = kBc + T * MAXS * 2, kPart = kDd + T * CB * 2, kBias = kPart + T * kThreads;
+  static constexpr int kRaw = (kBias + CB + 3) / 4 * 4;
+  static constexpr size_t kSmemBytes = size_t(kRaw) * sizeof(float) + 2 * size_t(kRawElems) * sizeof(E);
   static_assert(L >= 4 && L <= 16 && NS * L == MAXS, "lanes per channel");
-  static_assert(T % L == 0 && PER * kThreads == T * CB && BCPER * kThreads == T * MAXS, "tile");
-  static_assert(kDd % 4 == 0 && kEp % 4 == 0 && kPart % 4 == 0, "16-byte aligned sections");
+  static_assert(T % L == 0 && PER * kThreads == T * CB, "tile");
+  static_assert(CB % VE == 0 && MAXS % VE == 0 && (T * CB) % VE == 0, "16-byte vectors");
+  static_assert(kDd % 4 == 0 && kPart % 4 == 0 && (kRawElems * sizeof(E)) % 16 == 0, "16-byte aligned sections");
 };
 
 // The scan of one staged tile by one lane: TT tokens in groups of G. A group's shared-memory reads are issued
 // together before its math, and the pointers are __restrict__ so that the next group's reads may also move above
-// this group's stores of partials: without both, each token was a chain of dependent round trips (read, ex2,
-// FMA, store) and the ~10 warps of an SM could not hide it (3.2 state updates per clock per SM, MUFU allows 16).
+// this group's stores of partials.
 //   dd:   this lane's channel at token 0 of the tile, stride CB float2 {delta, delta * x} per token;
 //   bc:   this lane's first chunk at token 0, stride 2 * MAXS floats per token;
 //   part: this thread's partial at token 0, stride kThreads floats per token.
-template <int MAXS, int NS>
+template <typename E, int MAXS, int NS>
 __device__ __forceinline__ void scan_tile_lane(const float2* __restrict__ dd, const float* __restrict__ bc,
                                                float* __restrict__ part, const float (&A2)[NS], float (&h)[NS]) {
-  using Cfg = PrefillCfg<MAXS, NS>;
+  using Cfg = PrefillCfg<E, MAXS, NS>;
   constexpr int L = Cfg::L, CB = Cfg::CB, CW = Cfg::CW, NCH = Cfg::NCH;
   constexpr int G = NS >= 8 ? 2 : 16 / NS;  // tokens per group: 4..16 registers of inputs per token
   static_assert(Cfg::T % G == 0, "group");
@@ -101,41 +110,36 @@ __device__ __forceinline__ void scan_tile_lane(const float2* __restrict__ dd, co
 }
 
 // Prefill scan. Grid (ceil(d_inner / CB), batch), 128 threads, PrefillCfg::kSmemBytes of dynamic shared memory.
-// Thread roles (tid = threadIdx.x):
-//   scan:   channel c0 + tid / L, lane q = tid % L with states q*NS .. q*NS+NS-1;
-//   io:     channel c0 + tid % CB, tile tokens tid / CB + j * L (j < PER): loads x/dt/z, stages dd/ep, stores y;
-//   bc:     state tid % MAXS, tile tokens tid / MAXS + j * (128 / MAXS) (j < BCPER): loads and stages B/C.
-// Shared memory per tile (single-buffered):
-//   bc   (T, MAXS) float2 {B, C}, in chunks of CW states: lane q's chunk k of token t at float2 index
-//        t*MAXS + (k*L + q)*CW, so the L lanes read L adjacent chunks (no bank conflicts);
-//   dd   (T, CB) float2 {delta, delta * x};   ep (T, CB) float2 {D * x, silu(z) or 1};
-//   part (T, 128) float: lane partial h . C_t.
-// Per tile k: [issue loads of tile k+1] scan(k): read bc/dd, write part | barrier | y(k): read part/ep |
-// stage(k+1): write bc/dd/ep | barrier. ep is read and written by the same thread for the same pairs, so it needs
-// no barrier of its own; bc/dd are last read before the first barrier, part is last read before the second.
-template <typename T, int MAXS, int NS>
-__global__ void __launch_bounds__(128) scan_prefill_kernel(ScanParams p) {
-  using Cfg = PrefillCfg<MAXS, NS>;
-  constexpr int L = Cfg::L, CB = Cfg::CB, TT = Cfg::T, NTH = Cfg::kThreads, PER = Cfg::PER, BCPER = Cfg::BCPER;
+// vec_io: every row of x, dt, z, B, C starts 16-byte aligned and d_inner, d_state are multiples of VE, so tiles
+// are fetched by cp.async in 16-byte vectors; otherwise element by element.
+// Per tile k (T tokens), with the raw tiles double-buffered:
+//   fill(k+1): x, dt, z, B, C of tile k + 1 -> raw[(k+1) % 2] (cp.async: in flight during the scan, no registers)
+//   scan(k):   each lane reads bc/dd, writes its partial h . C_t to part                 | cp.async wait, barrier
+//   y(k):      thread (channel tid % CB, tokens tid / CB + j L) sums the L partials, adds D x, gates by silu(z)
+//              read from raw[k % 2], stores y row-wise
+//   stage(k+1): delta = softplus(dt + dt_bias), delta * x -> dd; B/C -> bc (from raw[(k+1) % 2]) | barrier
+// bc/dd are last read before the first barrier and written after it; part is read before the second and written
+// after it; raw[k % 2] is read by y(k) and refilled (tile k + 2) only after the second barrier.
+template <typename E, int MAXS, int NS>
+__global__ void __launch_bounds__(128) scan_prefill_kernel(ScanParams p, int vec_io) {
+  using Cfg = PrefillCfg<E, MAXS, NS>;
+  constexpr int L = Cfg::L, CB = Cfg::CB, TT = Cfg::T, NTH = Cfg::kThreads, PER = Cfg::PER, VE = Cfg::VE;
   constexpr int CW = Cfg::CW;
   extern __shared__ __align__(16) float sm[];
   const int tid = threadIdx.x;
   const int64_t b = blockIdx.y;
   const int64_t c0 = int64_t(blockIdx.x) * CB;
   const int ds = int(p.d_state);
-  const int64_t seqlen = p.seqlen;
+  const int64_t seqlen = p.seqlen, di = p.d_inner;
 
   // scan role
   const int q = tid % L;
   const int64_t c_scan = c0 + tid / L;
-  const bool scan_ok = c_scan < p.d_inner;
-  // io role
+  const bool scan_ok = c_scan < di;
+  // y role
   const int c_io_l = tid % CB, t_io = tid / CB;
   const int64_t c_io = c0 + c_io_l;
-  const bool io_ok = c_io < p.d_inner;
-  // bc role: where state s_bc of tile token t goes in bc
-  const int s_bc = tid % MAXS, t_bc = tid / MAXS;
-  const int bc_pos = ((s_bc % NS) / CW * L + s_bc / NS) * CW + (s_bc % NS) % CW;
+  const bool io_ok = c_io < di;
 
   // Weights (never written by an earlier kernel) before the PDL wait.
   float A2[NS];  // A * log2(e)   (NS,) of this lane
@@ -144,11 +148,12 @@ __global__ void __launch_bounds__(128) scan_prefill_kernel(ScanParams p) {
     const int s = q * NS + i;
     A2[i] = scan_ok && s < ds ? p.A[c_scan * ds + s] * kLog2e : 0.f;
   }
-  const float bias = io_ok && p.dt_bias ? p.dt_bias[c_io] : 0.f;
+  float* bias_s = sm + Cfg::kBias;  // (CB,) dt_bias of the block's channels, 0 past d_inner
+  if (tid < CB) bias_s[tid] = c0 + tid < di && p.dt_bias ? p.dt_bias[c0 + tid] : 0.f;
   const float Dv = io_ok && p.D ? p.D[c_io] : 0.f;
   pdl_wait();
 
-  float* st = p.ssm_state + (b * p.d_inner + c_scan) * ds;  // (d_state,) of this channel; used only if scan_ok
+  float* st = p.ssm_state + (b * di + c_scan) * ds;  // (d_state,) of this channel; used only if scan_ok
   float h[NS];
 #pragma unroll
   for (int i = 0; i < NS; ++i) {
@@ -156,65 +161,98 @@ __global__ void __launch_bounds__(128) scan_prefill_kernel(ScanParams p) {
     h[i] = scan_ok && s < ds ? st[s] : 0.f;
   }
 
-  // Per-thread input pointers at the first token this thread loads in the next tile; each load advances them, so
-  // after a tile they have moved by T tokens.
   const bool has_z = p.z != nullptr;
-  const T* xg = static_cast<const T*>(p.x) + b * p.x_batch_stride + c_io + t_io * p.x_token_stride;  // (b, t, d_inner)
-  const T* dtg = static_cast<const T*>(p.dt) + b * p.dt_batch_stride + c_io + t_io * p.dt_token_stride;
-  const T* zg = has_z ? static_cast<const T*>(p.z) + b * p.z_batch_stride + c_io + t_io * p.z_token_stride : xg;
-  const T* Bg = static_cast<const T*>(p.B) + b * p.B_batch_stride + s_bc + t_bc * p.B_token_stride;  // (b, t, d_state)
-  const T* Cg = static_cast<const T*>(p.C) + b * p.C_batch_stride + s_bc + t_bc * p.C_token_stride;
-  T* yg = static_cast<T*>(p.y) + b * p.y_batch_stride + c_io + t_io * p.y_token_stride;  // (b, t, d_inner)
-  const int64_t x_step = L * p.x_token_stride, dt_step = L * p.dt_token_stride;
-  const int64_t z_step = has_z ? L * p.z_token_stride : 0, y_step = L * p.y_token_stride;
-  const int64_t B_step = (NTH / MAXS) * p.B_token_stride, C_step = (NTH / MAXS) * p.C_token_stride;
+  const E* xb = static_cast<const E*>(p.x) + b * p.x_batch_stride;    // (seqlen, d_inner), token stride given
+  const E* dtb = static_cast<const E*>(p.dt) + b * p.dt_batch_stride;
+  const E* zb = has_z ? static_cast<const E*>(p.z) + b * p.z_batch_stride : xb;
+  const E* Bb = static_cast<const E*>(p.B) + b * p.B_batch_stride;    // (seqlen, d_state)
+  const E* Cb = static_cast<const E*>(p.C) + b * p.C_batch_stride;
+  E* yb = static_cast<E*>(p.y) + b * p.y_batch_stride;
+  E* raw0 = reinterpret_cast<E*>(sm + Cfg::kRaw);
 
-  // Raw inputs of the next tile, held in registers across the scan of the current one.
-  T rx[PER], rdt[PER], rz[PER], rB[BCPER], rC[BCPER];
-  const T zero = from_f<T>(0.f);
-  auto load_tile = [&](int n_valid) {  // tokens of the tile that exist (<= T)
+  // Tile starting at token t0 with n_valid tokens -> raw buffer `buf`; zeros past the ends.
+  auto fill = [&](int buf, int64_t t0, int n_valid) {
+    E* raw = raw0 + buf * Cfg::kRawElems;
+    if (vec_io) {
 #pragma unroll
-    for (int j = 0; j < PER; ++j) {
-      const bool ok = io_ok && t_io + j * L < n_valid;
-      rx[j] = ok ? *xg : zero;
-      rdt[j] = ok ? *dtg : zero;
-      rz[j] = ok && has_z ? *zg : zero;
-      xg += x_step; dtg += dt_step; zg += z_step;
-    }
+      for (int v = tid; v < TT * CB / VE; v += NTH) {
+        const int t = v / (CB / VE), c = (v % (CB / VE)) * VE;
+        const bool ok = t < n_valid && c0 + c < di;
+        const int64_t cc = ok ? c0 + c : 0, tok = ok ? t0 + t : 0;
+        cp_async16(raw + Cfg::kRawX + t * CB + c, xb + tok * p.x_token_stride + cc, ok);
+        cp_async16(raw + Cfg::kRawDt + t * CB + c, dtb + tok * p.dt_token_stride + cc, ok);
+        if (has_z) cp_async16(raw + Cfg::kRawZ + t * CB + c, zb + tok * p.z_token_stride + cc, ok);
+      }
 #pragma unroll
-    for (int j = 0; j < BCPER; ++j) {
-      const bool ok = s_bc < ds && t_bc + j * (NTH / MAXS) < n_valid;
-      rB[j] = ok ? *Bg : zero;
-      rC[j] = ok ? *Cg : zero;
-      Bg += B_step; Cg += C_step;
+      for (int v = tid; v < TT * MAXS / VE; v += NTH) {
+        const int t = v / (MAXS / VE), s0 = (v % (MAXS / VE)) * VE;
+        const bool ok = t < n_valid && s0 < ds;
+        const int64_t ss = ok ? s0 : 0, tok = ok ? t0 + t : 0;
+        cp_async16(raw + Cfg::kRawB + t * MAXS + s0, Bb + tok * p.B_token_stride + ss, ok);
+        cp_async16(raw + Cfg::kRawC + t * MAXS + s0, Cb + tok * p.C_token_stride + ss, ok);
+      }
+      cp_async_commit();
+    } else {
+      const E zero = from_f<E>(0.f);
+#pragma unroll 4
+      for (int i = tid; i < TT * CB; i += NTH) {
+        const int t = i / CB, c = i % CB;
+        const bool ok = t < n_valid && c0 + c < di;
+        const int64_t tok = t0 + t;
+        raw[Cfg::kRawX + i] = ok ? xb[tok * p.x_token_stride + c0 + c] : zero;
+        raw[Cfg::kRawDt + i] = ok ? dtb[tok * p.dt_token_stride + c0 + c] : zero;
+        if (has_z) raw[Cfg::kRawZ + i] = ok ? zb[tok * p.z_token_stride + c0 + c] : zero;
+      }
+#pragma unroll 4
+      for (int i = tid; i < TT * MAXS; i += NTH) {
+        const int t = i / MAXS, s0 = i % MAXS;
+        const bool ok = t < n_valid && s0 < ds;
+        const int64_t tok = t0 + t;
+        raw[Cfg::kRawB + i] = ok ? Bb[tok * p.B_token_stride + s0] : zero;
+        raw[Cfg::kRawC + i] = ok ? Cb[tok * p.C_token_stride + s0] : zero;
+      }
     }
   };
-  auto stage_tile = [&](int n_valid) {
+  // raw buffer `buf` -> dd {delta, delta * x} and bc {B, C} (lane chunk order); delta = 0 on padded tokens, so
+  // that h passes them unchanged (padded channels have x = 0 and A = 0).
+  auto stage = [&](int buf, int n_valid) {
+    const E* raw = raw0 + buf * Cfg::kRawElems;
     float2* dd = reinterpret_cast<float2*>(sm + Cfg::kDd);
-    float2* ep = reinterpret_cast<float2*>(sm + Cfg::kEp);
     float2* bc = reinterpret_cast<float2*>(sm + Cfg::kBc);
 #pragma unroll
-    for (int j = 0; j < PER; ++j) {
-      const int ti = t_io + j * L;
-      const bool ok = io_ok && ti < n_valid;
-      const float xv = to_f(rx[j]);
-      // delta = softplus(dt + dt_bias); 0 on padding, so that h passes unchanged
-      const float delta = ok ? softplus(to_f(rdt[j]) + bias) : 0.f;
-      dd[ti * CB + c_io_l] = make_float2(delta, delta * xv);
-      ep[ti * CB + c_io_l] = make_float2(Dv * xv, has_z ? silu_fast(to_f(rz[j])) : 1.f);
+    for (int v = tid; v < TT * CB / VE; v += NTH) {
+      const int t = v / (CB / VE), c = (v % (CB / VE)) * VE;
+      float xv[VE], dv[VE];
+      unpack16(*reinterpret_cast<const uint4*>(raw + Cfg::kRawX + t * CB + c), xv, E());
+      unpack16(*reinterpret_cast<const uint4*>(raw + Cfg::kRawDt + t * CB + c), dv, E());
+      const bool ok = t < n_valid;
+#pragma unroll
+      for (int i = 0; i < VE; i += 2) {
+        const float d0 = ok ? softplus_fast(dv[i] + bias_s[c + i]) : 0.f;
+        const float d1 = ok ? softplus_fast(dv[i + 1] + bias_s[c + i + 1]) : 0.f;
+        *reinterpret_cast<float4*>(dd + t * CB + c + i) = make_float4(d0, d0 * xv[i], d1, d1 * xv[i + 1]);
+      }
     }
 #pragma unroll
-    for (int j = 0; j < BCPER; ++j) {
-      const int ti = t_bc + j * (NTH / MAXS);
-      bc[ti * MAXS + bc_pos] = make_float2(to_f(rB[j]), to_f(rC[j]));
+    for (int v = tid; v < TT * MAXS / VE; v += NTH) {
+      const int t = v / (MAXS / VE), s0 = (v % (MAXS / VE)) * VE;
+      float Bv[VE], Cv[VE];
+      unpack16(*reinterpret_cast<const uint4*>(raw + Cfg::kRawB + t * MAXS + s0), Bv, E());
+      unpack16(*reinterpret_cast<const uint4*>(raw + Cfg::kRawC + t * MAXS + s0), Cv, E());
+#pragma unroll
+      for (int i = 0; i < VE; ++i) {
+        const int s = s0 + i;  // lane s / NS, chunk (s % NS) / CW: float2 index t*MAXS + (chunk*L + lane)*CW + s%CW
+        bc[t * MAXS + ((s % NS) / CW * L + s / NS) * CW + (s % NS) % CW] = make_float2(Bv[i], Cv[i]);
+      }
     }
   };
   auto scan_tile = [&]() {
-    scan_tile_lane<MAXS, NS>(reinterpret_cast<const float2*>(sm + Cfg::kDd) + tid / L, sm + Cfg::kBc + q * 2 * CW,
-                             sm + Cfg::kPart + tid, A2, h);
+    scan_tile_lane<E, MAXS, NS>(reinterpret_cast<const float2*>(sm + Cfg::kDd) + tid / L, sm + Cfg::kBc + q * 2 * CW,
+                                sm + Cfg::kPart + tid, A2, h);
   };
-  auto store_y = [&](int n_valid) {
-    const float2* ep = reinterpret_cast<const float2*>(sm + Cfg::kEp);
+  // y = (h . C_t + D x_t) * silu(z_t) of the tile at t0 in raw buffer `buf`.
+  auto store_y = [&](int buf, int64_t t0, int n_valid) {
+    const E* raw = raw0 + buf * Cfg::kRawElems;
 #pragma unroll
     for (int j = 0; j < PER; ++j) {
       const int ti = t_io + j * L;
@@ -226,26 +264,28 @@ __global__ void __launch_bounds__(128) scan_prefill_kernel(ScanParams p) {
           const float4 v = *reinterpret_cast<const float4*>(pp + i);
           sum += (v.x + v.y) + (v.z + v.w);
         }
-        const float2 e = ep[ti * CB + c_io_l];
-        // y = (h . C_t + D x_t) * silu(z_t)
-        *yg = from_f<T>((sum + e.x) * e.y);
+        const float xv = to_f(raw[Cfg::kRawX + ti * CB + c_io_l]);
+        const float g = has_z ? silu_fast(to_f(raw[Cfg::kRawZ + ti * CB + c_io_l])) : 1.f;
+        yb[(t0 + ti) * p.y_token_stride + c_io] = from_f<E>((sum + Dv * xv) * g);
       }
-      yg += y_step;
     }
   };
 
   const int64_t ntiles = (seqlen + TT - 1) / TT;
   auto valid = [&](int64_t k) { return int(std::min<int64_t>(TT, seqlen - k * TT)); };
-  load_tile(valid(0));
-  stage_tile(valid(0));
+  fill(0, 0, valid(0));
+  cp_async_wait_all();
+  __syncthreads();
+  stage(0, valid(0));
   __syncthreads();
   for (int64_t k = 0; k < ntiles; ++k) {
     const bool more = k + 1 < ntiles;  // uniform over the block
-    if (more) load_tile(valid(k + 1));
+    if (more) fill(int((k + 1) & 1), (k + 1) * TT, valid(k + 1));
     scan_tile();
-    __syncthreads();  // part complete; bc/dd of tile k read by every lane
-    store_y(valid(k));
-    if (more) stage_tile(valid(k + 1));
+    cp_async_wait_all();
+    __syncthreads();  // part complete; bc/dd of tile k read by every lane; raw of tile k + 1 landed
+    store_y(int(k & 1), k * TT, valid(k));
+    if (more) stage(int((k + 1) & 1), valid(k + 1));
     __syncthreads();  // tile k+1 staged; part of tile k read out
   }
   if (scan_ok) {
@@ -315,14 +355,26 @@ bool supports_scan(const ScanParams& p, std::string* why) {
   return true;
 }
 
+// Whether every row of x, dt, z, B, C starts 16-byte aligned and d_inner, d_state are whole vectors (the
+// prefill kernel's cp.async path).
+static bool prefill_vec_io(const ScanParams& p) {
+  const int64_t es = int64_t(dtype_size(p.act_dtype)), ve = 16 / es;
+  auto al = [&](const void* q, int64_t token_stride, int64_t batch_stride) {
+    return reinterpret_cast<uintptr_t>(q) % 16 == 0 && (token_stride * es) % 16 == 0 && (batch_stride * es) % 16 == 0;
+  };
+  return p.d_inner % ve == 0 && p.d_state % ve == 0 && al(p.x, p.x_token_stride, p.x_batch_stride) &&
+         al(p.dt, p.dt_token_stride, p.dt_batch_stride) && al(p.B, p.B_token_stride, p.B_batch_stride) &&
+         al(p.C, p.C_token_stride, p.C_batch_stride) && (!p.z || al(p.z, p.z_token_stride, p.z_batch_stride));
+}
+
 template <typename T, int MAXS, int NS>
 static void launch_prefill(const ScanParams& p, cudaStream_t stream) {
-  using Cfg = PrefillCfg<MAXS, NS>;
+  using Cfg = PrefillCfg<T, MAXS, NS>;
   auto kernel = scan_prefill_kernel<T, MAXS, NS>;
   if (Cfg::kSmemBytes > (size_t(48) << 10))  // beyond the default 48 KB per block: opt in
     MAMBART_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmemBytes)));
   dim3 grid(unsigned((p.d_inner + Cfg::CB - 1) / Cfg::CB), unsigned(p.batch));
-  launch(kernel, grid, dim3(Cfg::kThreads), Cfg::kSmemBytes, stream, p);
+  launch(kernel, grid, dim3(Cfg::kThreads), Cfg::kSmemBytes, stream, p, prefill_vec_io(p) ? 1 : 0);
   MAMBART_CUDA_CHECK_LAUNCH("scan");
 }
 

@@ -59,21 +59,7 @@ __device__ __forceinline__ void mma_16x8(float (&c)[4], const T* a, int lda, con
   }
 }
 
-// 16 bytes global -> shared without a register round trip (cp.async, sm_80+); complete after cp_async_wait_all().
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
-#else
-  *reinterpret_cast<uint4*>(smem) = __ldg(reinterpret_cast<const uint4*>(gmem));
-#endif
-}
-// Waits for this thread's cp.async copies; a __syncthreads() must follow before other threads read them.
-__device__ __forceinline__ void cp_async_wait_all() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_all;" ::: "memory");
-#endif
-}
+// cp_async16 / cp_async_wait_all: common.cuh.
 
 // The block copies rows [0, rows) x cols [0, cols) of a row-major matrix src (row stride ld elements) into dst
 // (shared memory, row stride lds), zero-filling up to rows_pad x cols_pad (cols_pad a multiple of Vec<T>::n). With
