@@ -170,26 +170,56 @@ __global__ void __launch_bounds__(128) scan_prefill_kernel(ScanParams p, int vec
   E* yb = static_cast<E*>(p.y) + b * p.y_batch_stride;
   E* raw0 = reinterpret_cast<E*>(sm + Cfg::kRaw);
 
-  // Tile starting at token t0 with n_valid tokens -> raw buffer `buf`; zeros past the ends.
+  // The vector path's 16-byte pieces of a tile: thread tid takes x/dt/z vectors tid + j NTH (j < NXV) and B/C
+  // vectors tid + j NTH (j < NBV); its global pointers start at its token of tile 0 and move one tile per fill.
+  constexpr int NXV = (TT * CB / VE + NTH - 1) / NTH, NBV = (TT * MAXS / VE + NTH - 1) / NTH;
+  const E* px[NXV];
+  const E* pdt[NXV];
+  const E* pz[NXV];
+  const E* pB[NBV];
+  const E* pC[NBV];
+#pragma unroll
+  for (int j = 0; j < NXV; ++j) {
+    const int v = tid + j * NTH, t = v / (CB / VE), c = (v % (CB / VE)) * VE;
+    px[j] = xb + t * p.x_token_stride + c0 + c;
+    pdt[j] = dtb + t * p.dt_token_stride + c0 + c;
+    pz[j] = zb + t * (has_z ? p.z_token_stride : p.x_token_stride) + c0 + c;
+  }
+#pragma unroll
+  for (int j = 0; j < NBV; ++j) {
+    const int v = tid + j * NTH, t = v / (MAXS / VE), s0 = (v % (MAXS / VE)) * VE;
+    pB[j] = Bb + t * p.B_token_stride + s0;
+    pC[j] = Cb + t * p.C_token_stride + s0;
+  }
+  const int64_t x_tile = TT * p.x_token_stride, dt_tile = TT * p.dt_token_stride;
+  const int64_t z_tile = TT * (has_z ? p.z_token_stride : p.x_token_stride);
+  const int64_t B_tile = TT * p.B_token_stride, C_tile = TT * p.C_token_stride;
+
+  // Tile starting at token t0 with n_valid tokens -> raw buffer `buf`; zeros past the ends. Called for tiles
+  // 0, 1, 2, ... in order (the vector path's pointers advance by one tile per call).
   auto fill = [&](int buf, int64_t t0, int n_valid) {
     E* raw = raw0 + buf * Cfg::kRawElems;
     if (vec_io) {
 #pragma unroll
-      for (int v = tid; v < TT * CB / VE; v += NTH) {
-        const int t = v / (CB / VE), c = (v % (CB / VE)) * VE;
-        const bool ok = t < n_valid && c0 + c < di;
-        const int64_t cc = ok ? c0 + c : 0, tok = ok ? t0 + t : 0;
-        cp_async16(raw + Cfg::kRawX + t * CB + c, xb + tok * p.x_token_stride + cc, ok);
-        cp_async16(raw + Cfg::kRawDt + t * CB + c, dtb + tok * p.dt_token_stride + cc, ok);
-        if (has_z) cp_async16(raw + Cfg::kRawZ + t * CB + c, zb + tok * p.z_token_stride + cc, ok);
+      for (int j = 0; j < NXV; ++j) {
+        const int v = tid + j * NTH, t = v / (CB / VE), c = (v % (CB / VE)) * VE;
+        if (v < TT * CB / VE) {
+          const bool ok = t < n_valid && c0 + c < di;
+          cp_async16(raw + Cfg::kRawX + t * CB + c, ok ? px[j] : xb, ok);
+          cp_async16(raw + Cfg::kRawDt + t * CB + c, ok ? pdt[j] : dtb, ok);
+          if (has_z) cp_async16(raw + Cfg::kRawZ + t * CB + c, ok ? pz[j] : zb, ok);
+        }
+        px[j] += x_tile; pdt[j] += dt_tile; pz[j] += z_tile;
       }
 #pragma unroll
-      for (int v = tid; v < TT * MAXS / VE; v += NTH) {
-        const int t = v / (MAXS / VE), s0 = (v % (MAXS / VE)) * VE;
-        const bool ok = t < n_valid && s0 < ds;
-        const int64_t ss = ok ? s0 : 0, tok = ok ? t0 + t : 0;
-        cp_async16(raw + Cfg::kRawB + t * MAXS + s0, Bb + tok * p.B_token_stride + ss, ok);
-        cp_async16(raw + Cfg::kRawC + t * MAXS + s0, Cb + tok * p.C_token_stride + ss, ok);
+      for (int j = 0; j < NBV; ++j) {
+        const int v = tid + j * NTH, t = v / (MAXS / VE), s0 = (v % (MAXS / VE)) * VE;
+        if (v < TT * MAXS / VE) {
+          const bool ok = t < n_valid && s0 < ds;
+          cp_async16(raw + Cfg::kRawB + t * MAXS + s0, ok ? pB[j] : Bb, ok);
+          cp_async16(raw + Cfg::kRawC + t * MAXS + s0, ok ? pC[j] : Cb, ok);
+        }
+        pB[j] += B_tile; pC[j] += C_tile;
       }
       cp_async_commit();
     } else {
@@ -250,11 +280,16 @@ __global__ void __launch_bounds__(128) scan_prefill_kernel(ScanParams p, int vec
     scan_tile_lane<E, MAXS, NS>(reinterpret_cast<const float2*>(sm + Cfg::kDd) + tid / L, sm + Cfg::kBc + q * 2 * CW,
                                 sm + Cfg::kPart + tid, A2, h);
   };
-  // y = (h . C_t + D x_t) * silu(z_t) of the tile at t0 in raw buffer `buf`.
-  auto store_y = [&](int buf, int64_t t0, int n_valid) {
+  // y = (h . C_t + D x_t) * silu(z_t) of the tile in raw buffer `buf`; called for tiles 0, 1, 2, ... in order (yt
+  // moves one tile per call).
+  E* yt = yb + t_io * p.y_token_stride + c_io;  // this thread's first token of the current tile
+  const int64_t y_step = L * p.y_token_stride, y_tile = TT * p.y_token_stride;
+  auto store_y = [&](int buf, int n_valid) {
     const E* raw = raw0 + buf * Cfg::kRawElems;
+    E* yj = yt;
+    yt += y_tile;
 #pragma unroll
-    for (int j = 0; j < PER; ++j) {
+    for (int j = 0; j < PER; ++j, yj += y_step) {
       const int ti = t_io + j * L;
       if (io_ok && ti < n_valid) {
         const float* pp = sm + Cfg::kPart + ti * NTH + c_io_l * L;  // the L partials of (t, channel)
@@ -266,7 +301,7 @@ __global__ void __launch_bounds__(128) scan_prefill_kernel(ScanParams p, int vec
         }
         const float xv = to_f(raw[Cfg::kRawX + ti * CB + c_io_l]);
         const float g = has_z ? silu_fast(to_f(raw[Cfg::kRawZ + ti * CB + c_io_l])) : 1.f;
-        yb[(t0 + ti) * p.y_token_stride + c_io] = from_f<E>((sum + Dv * xv) * g);
+        *yj = from_f<E>((sum + Dv * xv) * g);
       }
     }
   };
@@ -284,7 +319,7 @@ __global__ void __launch_bounds__(128) scan_prefill_kernel(ScanParams p, int vec
     scan_tile();
     cp_async_wait_all();
     __syncthreads();  // part complete; bc/dd of tile k read by every lane; raw of tile k + 1 landed
-    store_y(int(k & 1), k * TT, valid(k));
+    store_y(int(k & 1), valid(k));
     if (more) stage(int((k + 1) & 1), valid(k + 1));
     __syncthreads();  // tile k+1 staged; part of tile k read out
   }
