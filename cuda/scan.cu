@@ -33,51 +33,42 @@
 namespace mambart {
 namespace cuda {
 
-// Tiling of the prefill kernels for the act dtype E, MAXS (padded d_state) and NS states per lane. WS: the
-// warp-specialized kernel (scan_prefill_ws_kernel): 4 scan warps + 4 I/O warps, tiles of half the length, dd/bc/part
-// double-buffered and the raw tile triple-buffered.
-template <typename E, int MAXS, int NS, bool WS>
+// Tiling of the prefill kernel for the act dtype E, MAXS (padded d_state) and NS states per lane.
+template <typename E, int MAXS, int NS>
 struct PrefillCfg {
-  static constexpr int kThreads = 128;                // scan lanes (4 warps: one on each SM sub-partition) = I/O threads
-  static constexpr int kBlock = WS ? 256 : 128;       // threads per block
+  static constexpr int kThreads = 128;                // 4 warps: one on each SM sub-partition
   static constexpr int L = MAXS / NS;                 // lanes per channel
   static constexpr int CB = kThreads / L;             // channels per block
-  static constexpr int T = (NS >= 2 ? 128 / NS : 32) / (WS ? 2 : 1);  // tokens per tile
+  static constexpr int T = NS >= 2 ? 128 / NS : 32;   // tokens per tile: T * NS = 32..128 state updates per lane
   static constexpr int VE = Vec<E>::n;                // elements per 16-byte vector
   static constexpr int PER = T * CB / kThreads;       // (token, channel) pairs per thread in store_y
   static constexpr int CW = NS >= 2 ? 2 : 1;          // states per shared-memory chunk: float4 {B,C,B,C} or float2
   static constexpr int NCH = NS / CW;                 // chunks per lane and token
-  static constexpr int NB = WS ? 2 : 1, NR = WS ? 3 : 2;  // buffers of dd/bc/part, of raw tiles
-  // tokens per group of the scan loop (scan_tile_lane): 4..16 registers of inputs per token; half as many in WS,
-  // where the block's 256 threads must fit 80 registers for 3 blocks per SM
-  static constexpr int G = WS ? (NS >= 4 ? 2 : 8 / NS) : (NS >= 8 ? 2 : 16 / NS);
-  // Raw tile (act dtype, one of NR buffers): x, dt, z (T, CB) each, then B, C (T, MAXS) each; B/C past d_state 0.
+  // Raw tile (act dtype, one of two buffers): x, dt, z (T, CB) each, then B, C (T, MAXS) each; B/C past d_state 0.
   static constexpr int kRawX = 0, kRawDt = T * CB, kRawZ = 2 * T * CB, kRawB = 3 * T * CB, kRawC = kRawB + T * MAXS;
   static constexpr int kRawElems = kRawC + T * MAXS;
-  // Shared memory (floats): bc (T, MAXS) float2 x NB | dd (T, CB) float2 x NB | part (T, 128) x NB | bias (CB) |
-  // raw x NR
-  static constexpr int kBcN = T * MAXS * 2, kDdN = T * CB * 2, kPartN = T * kThreads;
-  static constexpr int kBc = 0, kDd = kBc + NB * kBcN, kPart = kDd + NB * kDdN, kBias = kPart + NB * kPartN;
+  // Shared memory (floats): bc (T, MAXS) float2 | dd (T, CB) float2 | part (T, 128) | bias (CB) | raw x 2
+  static constexpr int kBc = 0, kDd = kBc + T * MAXS * 2, kPart = kDd + T * CB * 2, kBias = kPart + T * kThreads;
   static constexpr int kRaw = (kBias + CB + 3) / 4 * 4;
-  static constexpr size_t kSmemBytes = size_t(kRaw) * sizeof(float) + NR * size_t(kRawElems) * sizeof(E);
+  static constexpr size_t kSmemBytes = size_t(kRaw) * sizeof(float) + 2 * size_t(kRawElems) * sizeof(E);
   static_assert(L >= 4 && L <= 16 && NS * L == MAXS, "lanes per channel");
   static_assert(T % L == 0 && PER * kThreads == T * CB, "tile");
   static_assert(CB % VE == 0 && MAXS % VE == 0 && (T * CB) % VE == 0, "16-byte vectors");
-  static_assert(kDdN % 4 == 0 && kBcN % 4 == 0 && kDd % 4 == 0 && kPart % 4 == 0 &&
-                (kRawElems * sizeof(E)) % 16 == 0, "16-byte aligned sections");
+  static_assert(kDd % 4 == 0 && kPart % 4 == 0 && (kRawElems * sizeof(E)) % 16 == 0, "16-byte aligned sections");
 };
 
-// The scan of one staged tile by one lane: T tokens in groups of G. A group's shared-memory reads are issued
+// The scan of one staged tile by one lane: TT tokens in groups of G. A group's shared-memory reads are issued
 // together before its math, and the pointers are __restrict__ so that the next group's reads may also move above
 // this group's stores of partials.
 //   dd:   this lane's channel at token 0 of the tile, stride CB float2 {delta, delta * x} per token;
 //   bc:   this lane's first chunk at token 0, stride 2 * MAXS floats per token;
 //   part: this thread's partial at token 0, stride kThreads floats per token.
-template <class Cfg, int MAXS, int NS>
+template <typename E, int MAXS, int NS>
 __device__ __forceinline__ void scan_tile_lane(const float2* __restrict__ dd, const float* __restrict__ bc,
                                                float* __restrict__ part, const float (&A2)[NS], float (&h)[NS]) {
+  using Cfg = PrefillCfg<E, MAXS, NS>;
   constexpr int L = Cfg::L, CB = Cfg::CB, CW = Cfg::CW, NCH = Cfg::NCH;
-  constexpr int G = Cfg::G;
+  constexpr int G = NS >= 8 ? 2 : 16 / NS;  // tokens per group: 4..16 registers of inputs per token
   static_assert(Cfg::T % G == 0, "group");
 #pragma unroll
   for (int t0 = 0; t0 < Cfg::T; t0 += G) {
@@ -118,146 +109,148 @@ __device__ __forceinline__ void scan_tile_lane(const float2* __restrict__ dd, co
   }
 }
 
-// The scan lane's state: A * log2(e) and h of states q*NS .. q*NS+NS-1 of one channel (lane q = tid % L).
-template <class Cfg, int NS>
-struct ScanLane {
-  float A2[NS], h[NS];
-  float* st;  // (d_state,) of the channel in ssm_state
-  bool ok;
-  int q, ds;
-  __device__ __forceinline__ ScanLane(const ScanParams& p, int64_t b, int64_t c0, int tid) {
-    q = tid % Cfg::L;
-    ds = int(p.d_state);
-    const int64_t c = c0 + tid / Cfg::L;
-    ok = c < p.d_inner;
-    st = p.ssm_state + (b * p.d_inner + c) * ds;
-#pragma unroll
-    for (int i = 0; i < NS; ++i) {  // a weight: may be read before the PDL wait
-      const int s = q * NS + i;
-      A2[i] = ok && s < ds ? p.A[c * ds + s] * kLog2e : 0.f;
-    }
-  }
-  __device__ __forceinline__ void load_state() {  // after the PDL wait
-#pragma unroll
-    for (int i = 0; i < NS; ++i) h[i] = ok && q * NS + i < ds ? st[q * NS + i] : 0.f;
-  }
-  __device__ __forceinline__ void store_state() const {
-#pragma unroll
-    for (int i = 0; i < NS; ++i)
-      if (ok && q * NS + i < ds) st[q * NS + i] = h[i];
-  }
-};
-
-// A prefill block's tile I/O as seen by I/O thread `pt` (0..127): fetching a raw tile, staging it for the scan,
-// writing y. The tiles of a block are visited in order (0, 1, 2, ...): the vector path's global pointers and the y
-// pointer advance by one tile per fill / store_y.
+// Prefill scan. Grid (ceil(d_inner / CB), batch), 128 threads, PrefillCfg::kSmemBytes of dynamic shared memory.
 // vec_io: every row of x, dt, z, B, C starts 16-byte aligned and d_inner, d_state are multiples of VE, so tiles
-// are fetched by cp.async in 16-byte vectors (in flight without registers); otherwise element by element.
-template <class Cfg, typename E, int MAXS>
-struct PrefillIO {
-  static constexpr int TT = Cfg::T, CB = Cfg::CB, L = Cfg::L, VE = Cfg::VE, NTH = Cfg::kThreads;
-  static constexpr int NXV = (TT * CB / VE + NTH - 1) / NTH, NBV = (TT * MAXS / VE + NTH - 1) / NTH;
-  const E *xb, *dtb, *zb, *Bb, *Cb;  // (seqlen, d_inner) / (seqlen, d_state) of the batch row, token strides below
-  int64_t x_ts, dt_ts, z_ts, B_ts, C_ts, di, c0;
-  int ds, pt, vec_io;
-  bool has_z;
-  const E* px[NXV];  // the vector path: x/dt/z vectors pt + j NTH (j < NXV), B/C vectors pt + j NTH (j < NBV)
+// are fetched by cp.async in 16-byte vectors; otherwise element by element.
+// Per tile k (T tokens), with the raw tiles double-buffered:
+//   fill(k+1): x, dt, z, B, C of tile k + 1 -> raw[(k+1) % 2] (cp.async: in flight during the scan, no registers)
+//   scan(k):   each lane reads bc/dd, writes its partial h . C_t to part                 | cp.async wait, barrier
+//   y(k):      thread (channel tid % CB, tokens tid / CB + j L) sums the L partials, adds D x, gates by silu(z)
+//              read from raw[k % 2], stores y row-wise
+//   stage(k+1): delta = softplus(dt + dt_bias), delta * x -> dd; B/C -> bc (from raw[(k+1) % 2]) | barrier
+// bc/dd are last read before the first barrier and written after it; part is read before the second and written
+// after it; raw[k % 2] is read by y(k) and refilled (tile k + 2) only after the second barrier.
+template <typename E, int MAXS, int NS>
+__global__ void __launch_bounds__(128) scan_prefill_kernel(ScanParams p, int vec_io) {
+  using Cfg = PrefillCfg<E, MAXS, NS>;
+  constexpr int L = Cfg::L, CB = Cfg::CB, TT = Cfg::T, NTH = Cfg::kThreads, PER = Cfg::PER, VE = Cfg::VE;
+  constexpr int CW = Cfg::CW;
+  extern __shared__ __align__(16) float sm[];
+  const int tid = threadIdx.x;
+  const int64_t b = blockIdx.y;
+  const int64_t c0 = int64_t(blockIdx.x) * CB;
+  const int ds = int(p.d_state);
+  const int64_t seqlen = p.seqlen, di = p.d_inner;
+
+  // scan role
+  const int q = tid % L;
+  const int64_t c_scan = c0 + tid / L;
+  const bool scan_ok = c_scan < di;
+  // y role
+  const int c_io_l = tid % CB, t_io = tid / CB;
+  const int64_t c_io = c0 + c_io_l;
+  const bool io_ok = c_io < di;
+
+  // Weights (never written by an earlier kernel) before the PDL wait.
+  float A2[NS];  // A * log2(e)   (NS,) of this lane
+#pragma unroll
+  for (int i = 0; i < NS; ++i) {
+    const int s = q * NS + i;
+    A2[i] = scan_ok && s < ds ? p.A[c_scan * ds + s] * kLog2e : 0.f;
+  }
+  float* bias_s = sm + Cfg::kBias;  // (CB,) dt_bias of the block's channels, 0 past d_inner
+  if (tid < CB) bias_s[tid] = c0 + tid < di && p.dt_bias ? p.dt_bias[c0 + tid] : 0.f;
+  const float Dv = io_ok && p.D ? p.D[c_io] : 0.f;
+  pdl_wait();
+
+  float* st = p.ssm_state + (b * di + c_scan) * ds;  // (d_state,) of this channel; used only if scan_ok
+  float h[NS];
+#pragma unroll
+  for (int i = 0; i < NS; ++i) {
+    const int s = q * NS + i;
+    h[i] = scan_ok && s < ds ? st[s] : 0.f;
+  }
+
+  const bool has_z = p.z != nullptr;
+  const E* xb = static_cast<const E*>(p.x) + b * p.x_batch_stride;    // (seqlen, d_inner), token stride given
+  const E* dtb = static_cast<const E*>(p.dt) + b * p.dt_batch_stride;
+  const E* zb = has_z ? static_cast<const E*>(p.z) + b * p.z_batch_stride : xb;
+  const E* Bb = static_cast<const E*>(p.B) + b * p.B_batch_stride;    // (seqlen, d_state)
+  const E* Cb = static_cast<const E*>(p.C) + b * p.C_batch_stride;
+  E* yb = static_cast<E*>(p.y) + b * p.y_batch_stride;
+  E* raw0 = reinterpret_cast<E*>(sm + Cfg::kRaw);
+
+  // The vector path's 16-byte pieces of a tile: thread tid takes x/dt/z vectors tid + j NTH (j < NXV) and B/C
+  // vectors tid + j NTH (j < NBV); its global pointers start at its token of tile 0 and move one tile per fill.
+  constexpr int NXV = (TT * CB / VE + NTH - 1) / NTH, NBV = (TT * MAXS / VE + NTH - 1) / NTH;
+  const E* px[NXV];
   const E* pdt[NXV];
   const E* pz[NXV];
   const E* pB[NBV];
   const E* pC[NBV];
-  // y role: channel c0 + pt % CB, tokens pt / CB + j L (j < PER) of each tile
-  E* yt;
-  int64_t y_step, y_tile;
-  float Dv;
-  bool io_ok;
-
-  __device__ __forceinline__ PrefillIO(const ScanParams& p, int64_t b, int64_t c0_, int pt_, int vec_io_) {
-    c0 = c0_; pt = pt_; vec_io = vec_io_;
-    di = p.d_inner; ds = int(p.d_state);
-    has_z = p.z != nullptr;
-    xb = static_cast<const E*>(p.x) + b * p.x_batch_stride;
-    dtb = static_cast<const E*>(p.dt) + b * p.dt_batch_stride;
-    zb = has_z ? static_cast<const E*>(p.z) + b * p.z_batch_stride : xb;
-    Bb = static_cast<const E*>(p.B) + b * p.B_batch_stride;
-    Cb = static_cast<const E*>(p.C) + b * p.C_batch_stride;
-    x_ts = p.x_token_stride; dt_ts = p.dt_token_stride; z_ts = has_z ? p.z_token_stride : p.x_token_stride;
-    B_ts = p.B_token_stride; C_ts = p.C_token_stride;
 #pragma unroll
-    for (int j = 0; j < NXV; ++j) {
-      const int v = pt + j * NTH, t = v / (CB / VE), c = (v % (CB / VE)) * VE;
-      px[j] = xb + t * x_ts + c0 + c;
-      pdt[j] = dtb + t * dt_ts + c0 + c;
-      pz[j] = zb + t * z_ts + c0 + c;
-    }
-#pragma unroll
-    for (int j = 0; j < NBV; ++j) {
-      const int v = pt + j * NTH, t = v / (MAXS / VE), s0 = (v % (MAXS / VE)) * VE;
-      pB[j] = Bb + t * B_ts + s0;
-      pC[j] = Cb + t * C_ts + s0;
-    }
-    const int64_t c_io = c0 + pt % CB;
-    io_ok = c_io < di;
-    yt = static_cast<E*>(p.y) + b * p.y_batch_stride + (pt / CB) * p.y_token_stride + c_io;
-    y_step = L * p.y_token_stride;
-    y_tile = TT * p.y_token_stride;
-    Dv = io_ok && p.D ? p.D[c_io] : 0.f;
+  for (int j = 0; j < NXV; ++j) {
+    const int v = tid + j * NTH, t = v / (CB / VE), c = (v % (CB / VE)) * VE;
+    px[j] = xb + t * p.x_token_stride + c0 + c;
+    pdt[j] = dtb + t * p.dt_token_stride + c0 + c;
+    pz[j] = zb + t * (has_z ? p.z_token_stride : p.x_token_stride) + c0 + c;
   }
+#pragma unroll
+  for (int j = 0; j < NBV; ++j) {
+    const int v = tid + j * NTH, t = v / (MAXS / VE), s0 = (v % (MAXS / VE)) * VE;
+    pB[j] = Bb + t * p.B_token_stride + s0;
+    pC[j] = Cb + t * p.C_token_stride + s0;
+  }
+  const int64_t x_tile = TT * p.x_token_stride, dt_tile = TT * p.dt_token_stride;
+  const int64_t z_tile = TT * (has_z ? p.z_token_stride : p.x_token_stride);
+  const int64_t B_tile = TT * p.B_token_stride, C_tile = TT * p.C_token_stride;
 
-  // Tile at token t0 with n_valid tokens -> raw; zeros past the ends. The vector path's copies are complete after
-  // cp_async_wait_all().
-  __device__ __forceinline__ void fill(E* raw, int64_t t0, int n_valid) {
+  // Tile starting at token t0 with n_valid tokens -> raw buffer `buf`; zeros past the ends. Called for tiles
+  // 0, 1, 2, ... in order (the vector path's pointers advance by one tile per call).
+  auto fill = [&](int buf, int64_t t0, int n_valid) {
+    E* raw = raw0 + buf * Cfg::kRawElems;
     if (vec_io) {
 #pragma unroll
       for (int j = 0; j < NXV; ++j) {
-        const int v = pt + j * NTH, t = v / (CB / VE), c = (v % (CB / VE)) * VE;
+        const int v = tid + j * NTH, t = v / (CB / VE), c = (v % (CB / VE)) * VE;
         if (v < TT * CB / VE) {
           const bool ok = t < n_valid && c0 + c < di;
           cp_async16(raw + Cfg::kRawX + t * CB + c, ok ? px[j] : xb, ok);
           cp_async16(raw + Cfg::kRawDt + t * CB + c, ok ? pdt[j] : dtb, ok);
           if (has_z) cp_async16(raw + Cfg::kRawZ + t * CB + c, ok ? pz[j] : zb, ok);
         }
-        px[j] += TT * x_ts; pdt[j] += TT * dt_ts; pz[j] += TT * z_ts;
+        px[j] += x_tile; pdt[j] += dt_tile; pz[j] += z_tile;
       }
 #pragma unroll
       for (int j = 0; j < NBV; ++j) {
-        const int v = pt + j * NTH, t = v / (MAXS / VE), s0 = (v % (MAXS / VE)) * VE;
+        const int v = tid + j * NTH, t = v / (MAXS / VE), s0 = (v % (MAXS / VE)) * VE;
         if (v < TT * MAXS / VE) {
           const bool ok = t < n_valid && s0 < ds;
           cp_async16(raw + Cfg::kRawB + t * MAXS + s0, ok ? pB[j] : Bb, ok);
           cp_async16(raw + Cfg::kRawC + t * MAXS + s0, ok ? pC[j] : Cb, ok);
         }
-        pB[j] += TT * B_ts; pC[j] += TT * C_ts;
+        pB[j] += B_tile; pC[j] += C_tile;
       }
       cp_async_commit();
     } else {
       const E zero = from_f<E>(0.f);
 #pragma unroll 4
-      for (int i = pt; i < TT * CB; i += NTH) {
+      for (int i = tid; i < TT * CB; i += NTH) {
         const int t = i / CB, c = i % CB;
         const bool ok = t < n_valid && c0 + c < di;
         const int64_t tok = t0 + t;
-        raw[Cfg::kRawX + i] = ok ? xb[tok * x_ts + c0 + c] : zero;
-        raw[Cfg::kRawDt + i] = ok ? dtb[tok * dt_ts + c0 + c] : zero;
-        if (has_z) raw[Cfg::kRawZ + i] = ok ? zb[tok * z_ts + c0 + c] : zero;
+        raw[Cfg::kRawX + i] = ok ? xb[tok * p.x_token_stride + c0 + c] : zero;
+        raw[Cfg::kRawDt + i] = ok ? dtb[tok * p.dt_token_stride + c0 + c] : zero;
+        if (has_z) raw[Cfg::kRawZ + i] = ok ? zb[tok * p.z_token_stride + c0 + c] : zero;
       }
 #pragma unroll 4
-      for (int i = pt; i < TT * MAXS; i += NTH) {
+      for (int i = tid; i < TT * MAXS; i += NTH) {
         const int t = i / MAXS, s0 = i % MAXS;
         const bool ok = t < n_valid && s0 < ds;
         const int64_t tok = t0 + t;
-        raw[Cfg::kRawB + i] = ok ? Bb[tok * B_ts + s0] : zero;
-        raw[Cfg::kRawC + i] = ok ? Cb[tok * C_ts + s0] : zero;
+        raw[Cfg::kRawB + i] = ok ? Bb[tok * p.B_token_stride + s0] : zero;
+        raw[Cfg::kRawC + i] = ok ? Cb[tok * p.C_token_stride + s0] : zero;
       }
     }
-  }
-
-  // raw -> dd {delta, delta * x} and bc {B, C} (lane chunk order); delta = 0 on padded tokens, so that h passes them
-  // unchanged (padded channels have x = 0 and A = 0). bias: (CB,) dt_bias of the block's channels.
-  __device__ __forceinline__ void stage(const E* raw, float2* dd, float2* bc, const float* bias, int n_valid) const {
-    constexpr int NS = MAXS / L, CW = Cfg::CW;
+  };
+  // raw buffer `buf` -> dd {delta, delta * x} and bc {B, C} (lane chunk order); delta = 0 on padded tokens, so
+  // that h passes them unchanged (padded channels have x = 0 and A = 0).
+  auto stage = [&](int buf, int n_valid) {
+    const E* raw = raw0 + buf * Cfg::kRawElems;
+    float2* dd = reinterpret_cast<float2*>(sm + Cfg::kDd);
+    float2* bc = reinterpret_cast<float2*>(sm + Cfg::kBc);
 #pragma unroll
-    for (int v = pt; v < TT * CB / VE; v += NTH) {
+    for (int v = tid; v < TT * CB / VE; v += NTH) {
       const int t = v / (CB / VE), c = (v % (CB / VE)) * VE;
       float xv[VE], dv[VE];
       unpack16(*reinterpret_cast<const uint4*>(raw + Cfg::kRawX + t * CB + c), xv, E());
@@ -265,13 +258,13 @@ struct PrefillIO {
       const bool ok = t < n_valid;
 #pragma unroll
       for (int i = 0; i < VE; i += 2) {
-        const float d0 = ok ? softplus_fast(dv[i] + bias[c + i]) : 0.f;
-        const float d1 = ok ? softplus_fast(dv[i + 1] + bias[c + i + 1]) : 0.f;
+        const float d0 = ok ? softplus_fast(dv[i] + bias_s[c + i]) : 0.f;
+        const float d1 = ok ? softplus_fast(dv[i + 1] + bias_s[c + i + 1]) : 0.f;
         *reinterpret_cast<float4*>(dd + t * CB + c + i) = make_float4(d0, d0 * xv[i], d1, d1 * xv[i + 1]);
       }
     }
 #pragma unroll
-    for (int v = pt; v < TT * MAXS / VE; v += NTH) {
+    for (int v = tid; v < TT * MAXS / VE; v += NTH) {
       const int t = v / (MAXS / VE), s0 = (v % (MAXS / VE)) * VE;
       float Bv[VE], Cv[VE];
       unpack16(*reinterpret_cast<const uint4*>(raw + Cfg::kRawB + t * MAXS + s0), Bv, E());
@@ -282,157 +275,59 @@ struct PrefillIO {
         bc[t * MAXS + ((s % NS) / CW * L + s / NS) * CW + (s % NS) % CW] = make_float2(Bv[i], Cv[i]);
       }
     }
-  }
-
-  // y = (h . C_t + D x_t) * silu(z_t) of the tile in raw, from the L partials per (token, channel) in part.
-  __device__ __forceinline__ void store_y(const E* raw, const float* part, int n_valid) {
-    const int c_l = pt % CB, t_io = pt / CB;
+  };
+  auto scan_tile = [&]() {
+    scan_tile_lane<E, MAXS, NS>(reinterpret_cast<const float2*>(sm + Cfg::kDd) + tid / L, sm + Cfg::kBc + q * 2 * CW,
+                                sm + Cfg::kPart + tid, A2, h);
+  };
+  // y = (h . C_t + D x_t) * silu(z_t) of the tile in raw buffer `buf`; called for tiles 0, 1, 2, ... in order (yt
+  // moves one tile per call).
+  E* yt = yb + t_io * p.y_token_stride + c_io;  // this thread's first token of the current tile
+  const int64_t y_step = L * p.y_token_stride, y_tile = TT * p.y_token_stride;
+  auto store_y = [&](int buf, int n_valid) {
+    const E* raw = raw0 + buf * Cfg::kRawElems;
     E* yj = yt;
     yt += y_tile;
 #pragma unroll
-    for (int j = 0; j < Cfg::PER; ++j, yj += y_step) {
+    for (int j = 0; j < PER; ++j, yj += y_step) {
       const int ti = t_io + j * L;
       if (io_ok && ti < n_valid) {
-        const float* pp = part + ti * NTH + c_l * L;  // the L partials of (t, channel)
+        const float* pp = sm + Cfg::kPart + ti * NTH + c_io_l * L;  // the L partials of (t, channel)
         float sum = 0.f;
 #pragma unroll
         for (int i = 0; i < L; i += 4) {
           const float4 v = *reinterpret_cast<const float4*>(pp + i);
           sum += (v.x + v.y) + (v.z + v.w);
         }
-        const float xv = to_f(raw[Cfg::kRawX + ti * CB + c_l]);
-        const float g = has_z ? silu_fast(to_f(raw[Cfg::kRawZ + ti * CB + c_l])) : 1.f;
+        const float xv = to_f(raw[Cfg::kRawX + ti * CB + c_io_l]);
+        const float g = has_z ? silu_fast(to_f(raw[Cfg::kRawZ + ti * CB + c_io_l])) : 1.f;
         *yj = from_f<E>((sum + Dv * xv) * g);
       }
     }
-  }
-};
+  };
 
-// Prefill scan. Grid (ceil(d_inner / CB), batch), 128 threads, Cfg::kSmemBytes of dynamic shared memory; every
-// thread is a scan lane and an I/O thread. Per tile k (T tokens), with the raw tiles double-buffered:
-//   fill(k+1): x, dt, z, B, C of tile k + 1 -> raw[(k+1) % 2] (cp.async: in flight during the scan)
-//   scan(k):   each lane reads bc/dd, writes its partial h . C_t to part                 | cp.async wait, barrier
-//   y(k):      thread (channel tid % CB, tokens tid / CB + j L) sums the L partials, adds D x, gates by silu(z)
-//              read from raw[k % 2], stores y row-wise
-//   stage(k+1): delta = softplus(dt + dt_bias), delta * x -> dd; B/C -> bc (from raw[(k+1) % 2]) | barrier
-// bc/dd are last read before the first barrier and written after it; part is read before the second and written
-// after it; raw[k % 2] is read by y(k) and refilled (tile k + 2) only after the second barrier.
-template <typename E, int MAXS, int NS>
-__global__ void __launch_bounds__(128) scan_prefill_kernel(ScanParams p, int vec_io) {
-  using Cfg = PrefillCfg<E, MAXS, NS, false>;
-  constexpr int TT = Cfg::T, CB = Cfg::CB, L = Cfg::L, CW = Cfg::CW;
-  extern __shared__ __align__(16) float sm[];
-  const int tid = threadIdx.x;
-  const int64_t b = blockIdx.y, c0 = int64_t(blockIdx.x) * CB, seqlen = p.seqlen;
-
-  // Weights (never written by an earlier kernel) before the PDL wait.
-  ScanLane<Cfg, NS> lane(p, b, c0, tid);
-  float* bias_s = sm + Cfg::kBias;  // (CB,) dt_bias of the block's channels, 0 past d_inner
-  if (tid < CB) bias_s[tid] = c0 + tid < p.d_inner && p.dt_bias ? p.dt_bias[c0 + tid] : 0.f;
-  PrefillIO<Cfg, E, MAXS> io(p, b, c0, tid, vec_io);
-  pdl_wait();
-  lane.load_state();
-
-  E* raw0 = reinterpret_cast<E*>(sm + Cfg::kRaw);
-  float2* dd = reinterpret_cast<float2*>(sm + Cfg::kDd);
-  float2* bc = reinterpret_cast<float2*>(sm + Cfg::kBc);
-  float* part = sm + Cfg::kPart;
   const int64_t ntiles = (seqlen + TT - 1) / TT;
   auto valid = [&](int64_t k) { return int(std::min<int64_t>(TT, seqlen - k * TT)); };
-  io.fill(raw0, 0, valid(0));
+  fill(0, 0, valid(0));
   cp_async_wait_all();
   __syncthreads();
-  io.stage(raw0, dd, bc, bias_s, valid(0));
+  stage(0, valid(0));
   __syncthreads();
   for (int64_t k = 0; k < ntiles; ++k) {
     const bool more = k + 1 < ntiles;  // uniform over the block
-    E* raw_k = raw0 + (k & 1) * Cfg::kRawElems;
-    E* raw_n = raw0 + ((k + 1) & 1) * Cfg::kRawElems;
-    if (more) io.fill(raw_n, (k + 1) * TT, valid(k + 1));
-    scan_tile_lane<Cfg, MAXS, NS>(dd + tid / L, sm + Cfg::kBc + lane.q * 2 * CW, part + tid, lane.A2, lane.h);
+    if (more) fill(int((k + 1) & 1), (k + 1) * TT, valid(k + 1));
+    scan_tile();
     cp_async_wait_all();
     __syncthreads();  // part complete; bc/dd of tile k read by every lane; raw of tile k + 1 landed
-    io.store_y(raw_k, part, valid(k));
-    if (more) io.stage(raw_n, dd, bc, bias_s, valid(k + 1));
+    store_y(int(k & 1), valid(k));
+    if (more) stage(int((k + 1) & 1), valid(k + 1));
     __syncthreads();  // tile k+1 staged; part of tile k read out
   }
-  lane.store_state();
-}
-
-// Named barriers (bar.sync / bar.arrive with a thread count) between the two warp groups of the WS kernel.
-__device__ __forceinline__ void named_sync(int id, int n) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory"); }
-__device__ __forceinline__ void named_arrive(int id, int n) {
-  asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory");
-}
-
-// Warp-specialized prefill scan (MAMBART_SCAN_WS=1). Grid as above, 256 threads: warps 0-3 are the scan lanes,
-// warps 4-7 the I/O threads (pt = tid - 128), so the per-(token, channel) work (staging, y: half of the
-// instructions of the kernel above) runs beside the scan instead of between its tiles. Tiles of T tokens; dd/bc/part
-// in 2 buffers (tile k in buffer k % 2), raw tiles in 3 (tile k in raw[k % 3]). Named barriers, 256 threads each:
-//   FULL[i] (1 + i):    I/O arrives when tile k (k % 2 == i) is staged; the scan waits before scanning it.
-//   SCANNED[i] (3 + i): the scan arrives when tile k's partials are in part[i] (and dd/bc[i] are read); I/O waits
-//                       before y(k), after which it restages buffer i with tile k + 2 and arrives FULL[i].
-// I/O loop k: wait SCANNED[k%2]; y(k) (raw[k%3], part[k%2]); wait own cp.async; stage(k+2) -> dd/bc[k%2] (raw
-// [(k+2)%3], fetched one iteration earlier); arrive FULL[k%2]; fill(k+3) -> raw[k%3] (y(k) has read it).
-template <typename E, int MAXS, int NS>
-__global__ void __launch_bounds__(256, 3) scan_prefill_ws_kernel(ScanParams p, int vec_io) {
-  using Cfg = PrefillCfg<E, MAXS, NS, true>;
-  constexpr int TT = Cfg::T, CB = Cfg::CB, L = Cfg::L, CW = Cfg::CW, NTH = Cfg::kThreads;
-  extern __shared__ __align__(16) float sm[];
-  const int tid = threadIdx.x;
-  const int64_t b = blockIdx.y, c0 = int64_t(blockIdx.x) * CB, seqlen = p.seqlen;
-  float* bias_s = sm + Cfg::kBias;
-  if (tid < CB) bias_s[tid] = c0 + tid < p.d_inner && p.dt_bias ? p.dt_bias[c0 + tid] : 0.f;
-  E* raw0 = reinterpret_cast<E*>(sm + Cfg::kRaw);
-  float2* dd0 = reinterpret_cast<float2*>(sm + Cfg::kDd);
-  float2* bc0 = reinterpret_cast<float2*>(sm + Cfg::kBc);
-  float* part0 = sm + Cfg::kPart;
-  const int64_t ntiles = (seqlen + TT - 1) / TT;
-  auto valid = [&](int64_t k) { return int(std::min<int64_t>(TT, seqlen - k * TT)); };
-  __syncthreads();  // bias_s
-  if (tid < NTH) {  // scan warps
-    ScanLane<Cfg, NS> lane(p, b, c0, tid);
-    pdl_wait();
-    lane.load_state();
-    for (int64_t k = 0; k < ntiles; ++k) {
-      const int i = int(k & 1);
-      named_sync(1 + i, 2 * NTH);  // FULL[i]: tile k staged
-      scan_tile_lane<Cfg, MAXS, NS>(dd0 + i * (Cfg::kDdN / 2) + tid / L, sm + Cfg::kBc + i * Cfg::kBcN + lane.q * 2 * CW,
-                                    part0 + i * Cfg::kPartN + tid, lane.A2, lane.h);
-      named_arrive(3 + i, 2 * NTH);  // SCANNED[i]
-    }
-    lane.store_state();
-  } else {  // I/O warps
-    PrefillIO<Cfg, E, MAXS> io(p, b, c0, tid - NTH, vec_io);
-    pdl_wait();
-    auto raw = [&](int64_t k) { return raw0 + int(k % 3) * Cfg::kRawElems; };
-    auto stage = [&](int64_t k) {  // tile k -> dd/bc[k % 2]
-      const int i = int(k & 1);
-      io.stage(raw(k), dd0 + i * (Cfg::kDdN / 2), bc0 + i * (Cfg::kBcN / 2), bias_s, valid(k));
-    };
-    // Prologue: tiles 0 and 1 staged, tile 2 in flight.
-    io.fill(raw(0), 0, valid(0));
-    if (ntiles > 1) io.fill(raw(1), TT, valid(1));
-    cp_async_wait_all();
-    named_sync(5, NTH);  // the I/O threads' raw tiles 0/1 complete (element path: written by other threads)
-    stage(0);
-    named_arrive(1, 2 * NTH);
-    if (ntiles > 1) {
-      stage(1);
-      named_arrive(2, 2 * NTH);
-    }
-    if (ntiles > 2) io.fill(raw(2), 2 * TT, valid(2));
-    for (int64_t k = 0; k < ntiles; ++k) {
-      const int i = int(k & 1);
-      named_sync(3 + i, 2 * NTH);  // SCANNED[i]: part[i] holds tile k; dd/bc[i] free
-      io.store_y(raw(k), part0 + i * Cfg::kPartN, valid(k));
-      if (k + 2 < ntiles) {
-        cp_async_wait_all();
-        named_sync(5, NTH);  // raw tile k + 2 complete for every I/O thread; y(k) done with part[i]
-        stage(k + 2);
-        named_arrive(1 + i, 2 * NTH);  // FULL[i]: tile k + 2
-        if (k + 3 < ntiles) io.fill(raw(k + 3), (k + 3) * TT, valid(k + 3));
-      }
+  if (scan_ok) {
+#pragma unroll
+    for (int i = 0; i < NS; ++i) {
+      const int s = q * NS + i;
+      if (s < ds) st[s] = h[i];
     }
   }
 }
@@ -507,22 +402,14 @@ static bool prefill_vec_io(const ScanParams& p) {
          al(p.C, p.C_token_stride, p.C_batch_stride) && (!p.z || al(p.z, p.z_token_stride, p.z_batch_stride));
 }
 
-template <typename T, int MAXS, int NS, bool WS>
-static void launch_prefill_as(const ScanParams& p, cudaStream_t stream) {
-  using Cfg = PrefillCfg<T, MAXS, NS, WS>;
-  auto kernel = WS ? scan_prefill_ws_kernel<T, MAXS, NS> : scan_prefill_kernel<T, MAXS, NS>;
+template <typename T, int MAXS, int NS>
+static void launch_prefill(const ScanParams& p, cudaStream_t stream) {
+  using Cfg = PrefillCfg<T, MAXS, NS>;
+  auto kernel = scan_prefill_kernel<T, MAXS, NS>;
   if (Cfg::kSmemBytes > (size_t(48) << 10))  // beyond the default 48 KB per block: opt in
     MAMBART_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmemBytes)));
   dim3 grid(unsigned((p.d_inner + Cfg::CB - 1) / Cfg::CB), unsigned(p.batch));
-  launch(kernel, grid, dim3(Cfg::kBlock), Cfg::kSmemBytes, stream, p, prefill_vec_io(p) ? 1 : 0);
-}
-
-// MAMBART_SCAN_WS=1: the warp-specialized prefill kernel (read per launch; benchmarks, tests).
-template <typename T, int MAXS, int NS>
-static void launch_prefill(const ScanParams& p, cudaStream_t stream) {
-  const char* e = std::getenv("MAMBART_SCAN_WS");
-  if (e && e[0] == '1') launch_prefill_as<T, MAXS, NS, true>(p, stream);
-  else launch_prefill_as<T, MAXS, NS, false>(p, stream);
+  launch(kernel, grid, dim3(Cfg::kThreads), Cfg::kSmemBytes, stream, p, prefill_vec_io(p) ? 1 : 0);
   MAMBART_CUDA_CHECK_LAUNCH("scan");
 }
 

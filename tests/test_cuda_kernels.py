@@ -170,13 +170,10 @@ SCAN_SHAPES = [(1, 1, 5, 16), (3, 1, 130, 16), (2, 7, 64, 4), (1, 64, 33, 1), (2
                (1, 129, 8, 16), (2, 255, 9, 16), (1, 1030, 141, 16), (2, 385, 27, 33), (1, 300, 15, 17)]
 
 
-@pytest.mark.parametrize("ws", ["0", "1"], ids=["plain", "ws"])
 @pytest.mark.parametrize("dt", DTYPES)
 @pytest.mark.parametrize("batch,seqlen,d_inner,d_state", SCAN_SHAPES)
 @pytest.mark.parametrize("with_z,with_d", [(True, True), (False, False)])
-def test_scan(ref, cuda, monkeypatch, ws, dt, batch, seqlen, d_inner, d_state, with_z, with_d):
-    """Both prefill kernels (MAMBART_SCAN_WS=1: the warp-specialized one; read per launch) and the decode step."""
-    monkeypatch.setenv("MAMBART_SCAN_WS", ws)
+def test_scan(ref, cuda, dt, batch, seqlen, d_inner, d_state, with_z, with_d):
     g = rng("scan", dt, batch, seqlen, d_inner, d_state, with_z, with_d)
     check_scan(ref, cuda, g, dt, batch, seqlen, d_inner, d_state, with_z, with_d)
 
@@ -191,15 +188,12 @@ def check_scan(ref, cuda, g, dt, batch, seqlen, d_inner, d_state, with_z, with_d
     assert rel(from_bits(ya, dt), from_bits(yb, dt)) <= (tol_state if dt == "F32" else TOL[dt])
 
 
-@pytest.mark.parametrize("ws", ["0", "1"], ids=["plain", "ws"])
 @pytest.mark.parametrize("lanes", ["4", "8", "16"])
 @pytest.mark.parametrize("batch,seqlen,d_inner,d_state", [(2, 150, 300, 16), (1, 97, 70, 32), (2, 40, 50, 64),
-                                                          (1, 65, 33, 3), (1, 300, 512, 16)])
-def test_scan_prefill_lanes(ref, cuda, monkeypatch, ws, lanes, batch, seqlen, d_inner, d_state):
-    """Each lanes-per-channel variant of both prefill kernels (forced with MAMBART_SCAN_LANES / MAMBART_SCAN_WS, read
-    per launch)."""
+                                                          (1, 65, 33, 3)])
+def test_scan_prefill_lanes(ref, cuda, monkeypatch, lanes, batch, seqlen, d_inner, d_state):
+    """Each lanes-per-channel variant of the prefill kernel (forced with MAMBART_SCAN_LANES, read per launch)."""
     monkeypatch.setenv("MAMBART_SCAN_LANES", lanes)
-    monkeypatch.setenv("MAMBART_SCAN_WS", ws)
     for dt in ("F32", "BF16"):
         g = rng("scan_lanes", lanes, batch, seqlen, d_inner, d_state, dt)
         check_scan(ref, cuda, g, dt, batch, seqlen, d_inner, d_state, True, True)

@@ -2,7 +2,7 @@
 # One script for the GPU machine: builds the package with the CUDA backend, runs the GPU tests, measures the
 # device copy bandwidth and runs bench/bench_gpu.py (mambart vs HF transformers in one process), printing the
 # benchmark table last. Output files go to $OUT (default ./gpu_out).
-# Usage: bash tools/gpu_check.sh [build] [test] [bench] [profile] [scanvar] [stalls]   (default: build test bench)
+# Usage: bash tools/gpu_check.sh [build] [test] [bench] [profile] [stalls]   (default: build test bench)
 #   env: ARCHS (default 90-real), BENCH_ARGS (e.g. "--shapes 130m --no-hf"), PYTEST_ARGS, PYTEST_K (a -k expression),
 #        NCU_METRICS (comma-separated, default gpu__time_duration.sum; bench/ncu_table.py adds the others as columns),
 #        PROFILE_CASES: ';'-separated argument lists of bench/profile_gpu.py, each profiled per kernel with ncu
@@ -58,9 +58,6 @@ if [[ " $STAGES " == *" profile "* ]]; then
         $PY bench/profile_gpu.py $c > "$f" 2> "$f.err" || { echo "PROFILE FAILED: $c"; tail -5 "$f.err"; }
     $PY bench/ncu_table.py "$f" "$c" | tee "$f.md" | head -24
   done
-fi
-if [[ " $STAGES " == *" scanvar "* ]]; then  # prefill time of the scan kernel variants (bench/scan_variants.py)
-  $PY bench/scan_variants.py ${SCANVAR_ARGS:-} 2>&1 | tail -3
 fi
 if [[ " $STAGES " == *" stalls "* ]]; then
   # Why one kernel waits: ncu's warp-state, scheduler and occupancy sections plus stall samples per SASS
