@@ -15,10 +15,11 @@
 //  - Each lane writes its partial h . C per token to shared memory (one store instead of log2(L) shuffles); after
 //    the tile, one thread per (token, channel) sums the L partials, adds D x, gates by silu(z) (z from the raw
 //    tile) and stores y row-wise. Two barriers per tile (roles in scan_prefill_kernel).
-//  - Measured (ncu, 2.8b, H200, before this layout): the scan proper was a third of the stall samples; the
-//    per-(token, channel) staging with the library log1pf and __fdividef (branchy), 40 scalar loads per thread per
-//    tile with their 64-bit address arithmetic (sunk by the compiler after the scan: exposed latency), and the y
-//    pass were the other two thirds.
+//  - Measured (ncu, 2.8b, H200; docs/BENCHMARKS.md "Session 4"): before this layout the scan proper was a third
+//    of the stall samples, the staging (library log1pf, branchy __fdividef), 40 scalar loads per thread per tile
+//    and the y pass the rest. This layout needs 80 registers instead of 125 but takes the same time (343 us per
+//    4096-token layer of 2.8b): the kernel is latency-bound at ~2.4 warps per scheduler (320 blocks of 4 warps on
+//    132 SMs), and other blocks' scans already overlapped the staging (a warp-specialized version was 0.97x).
 //  - No time parallelism: a two-pass sub-chunked scan costs a second exp per state update, and the big shapes have
 //    enough channels. Instead L adapts to the parallelism (prefill_lanes): more lanes per channel (fewer states
 //    each, more per-token overhead) when batch * d_inner alone leaves the SM sub-partitions short of warps.

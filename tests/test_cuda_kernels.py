@@ -190,7 +190,9 @@ def check_scan(ref, cuda, g, dt, batch, seqlen, d_inner, d_state, with_z, with_d
 
 @pytest.mark.parametrize("lanes", ["4", "8", "16"])
 @pytest.mark.parametrize("batch,seqlen,d_inner,d_state", [(2, 150, 300, 16), (1, 97, 70, 32), (2, 40, 50, 64),
-                                                          (1, 65, 33, 3)])
+                                                          (1, 65, 33, 3),
+                                                          # 16-byte rows: the cp.async tile path at every lane count
+                                                          (1, 300, 512, 16)])
 def test_scan_prefill_lanes(ref, cuda, monkeypatch, lanes, batch, seqlen, d_inner, d_state):
     """Each lanes-per-channel variant of the prefill kernel (forced with MAMBART_SCAN_LANES, read per launch)."""
     monkeypatch.setenv("MAMBART_SCAN_LANES", lanes)
