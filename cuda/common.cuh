@@ -152,8 +152,8 @@ __device__ __forceinline__ float softplus_fast(float v) {
   return fmaxf(v, 0.f) + 2.f * s * p;
 }
 
-// The Vec<E>::n elements of a 16-byte vector as floats.
-__device__ __forceinline__ void unpack16(const uint4& v, float (&o)[4]) {
+// The Vec<E>::n elements of a 16-byte vector as floats (the tag is an E).
+__device__ __forceinline__ void unpack16(const uint4& v, float (&o)[4], float) {
   o[0] = __uint_as_float(v.x); o[1] = __uint_as_float(v.y); o[2] = __uint_as_float(v.z); o[3] = __uint_as_float(v.w);
 }
 template <typename H>
@@ -166,7 +166,6 @@ __device__ __forceinline__ void unpack16(const uint4& v, float (&o)[8], H tag) {
     o[2 * i + 1] = f.y;
   }
 }
-__device__ __forceinline__ void unpack16(const uint4& v, float (&o)[4], float) { unpack16(v, o); }
 
 // 16 bytes global -> shared without a register round trip (cp.async, L2 only, sm_80+), zero-filled when !ok (src is
 // then not read); complete after cp_async_wait_all(), and a __syncthreads() must follow before other threads read.

@@ -59,8 +59,6 @@ __device__ __forceinline__ void mma_16x8(float (&c)[4], const T* a, int lda, con
   }
 }
 
-// cp_async16 / cp_async_wait_all: common.cuh.
-
 // The block copies rows [0, rows) x cols [0, cols) of a row-major matrix src (row stride ld elements) into dst
 // (shared memory, row stride lds), zero-filling up to rows_pad x cols_pad (cols_pad a multiple of Vec<T>::n). With
 // `vec` (src rows and src 16-byte aligned) full 16-byte chunks go by cp.async: call cp_async_wait_all() and
