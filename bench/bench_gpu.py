@@ -85,6 +85,7 @@ VARIANTS = {
     "per-layer": {"MAMBART_CUDA_PERSISTENT": "0"},
     "persistent": {"MAMBART_CUDA_PERSISTENT": "1"},
     "persistent-register-gemv": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_RING": "0"},
+    "ring-bulk-copy": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_RING_COPY": "bulk"},
     "ring-early1": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_RING_EARLY": "1"},
     "ring-early2": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_RING_EARLY": "2"},
     "ring-64kb": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_RING_KB": "64"},

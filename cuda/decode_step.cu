@@ -51,6 +51,7 @@ struct StepArgs {
   int prefetch_in;        // bytes of the next layer's in_proj slice prefetched before the last barrier of a layer
   int prefetch_out;       // bytes of the out_proj slice prefetched after stage A
   int ring_slots;         // the ring kernel: slots of the weight ring (smem_ring.cuh) at ring_off
+  int ring_bulk;          // its producer: 1 the bulk copy engine, 0 cp.async per warp
   int ring_early;         // where a ring stream opens: 0 at its stage; 1 out_proj after C, next in_proj after D;
                           // 2 as 1 but out_proj after A
   int part_off, ring_off; // dynamic shared memory offsets (bytes) of the ring GEMV's partial sums and the ring
@@ -385,7 +386,8 @@ __device__ __forceinline__ void decode_step_body(const StepArgs& a) {  // A: nor
   constexpr int SB = ring_stage_bytes<kStepWarps, MT>();
   RingCounters rc{0u, 0u};
   auto ring = [&]() {
-    return Ring{reinterpret_cast<char*>(step_smem) + a.ring_off, ring_full, ring_empty, unsigned(a.ring_slots), rc};
+    return Ring{reinterpret_cast<char*>(step_smem) + a.ring_off, ring_full, ring_empty, unsigned(a.ring_slots),
+                a.ring_bulk != 0, rc};
   };
   if (RING) ring_init<kStepWarps>(ring());
   float* rpart = reinterpret_cast<float*>(reinterpret_cast<char*>(step_smem) + a.part_off);
@@ -393,8 +395,8 @@ __device__ __forceinline__ void decode_step_body(const StepArgs& a) {  // A: nor
   auto in_bytes = [&](const StepLayer& w) { return static_cast<const char*>(w.in_proj_w) + int64_t(in_rows.begin) * d * es; };
   auto out_bytes = [&](const StepLayer& w) { return static_cast<const char*>(w.out_proj_w) + int64_t(out_rows.begin) * di * es; };
   const int64_t in_n = int64_t(in_rows.end - in_rows.begin) * d * es, out_n = int64_t(out_rows.end - out_rows.begin) * di * es;
-  auto open_in = [&](const StepLayer& w) { return ring_open<SB>(ring(), in_bytes(w), in_n); };
-  auto open_out = [&](const StepLayer& w) { return ring_open<SB>(ring(), out_bytes(w), out_n); };
+  auto open_in = [&](const StepLayer& w) { return ring_open<kStepWarps, MT>(ring(), in_bytes(w), in_n); };
+  auto open_out = [&](const StepLayer& w) { return ring_open<kStepWarps, MT>(ring(), out_bytes(w), out_n); };
   unsigned in_first = 0, out_first = 0;  // ring stages of the open in_proj / out_proj streams
 
   unsigned phase = 0;
@@ -553,6 +555,8 @@ StepConfig StepConfig::from_env() {
   c.ring_mode = !m || !*m ? -1 : std::string(m) == "0" ? 0 : 1;
   c.ring_kb = env_int("MAMBART_STEP_RING_KB", c.ring_kb);
   c.ring_early = env_int("MAMBART_STEP_RING_EARLY", c.ring_early);
+  const char* copy = std::getenv("MAMBART_STEP_RING_COPY");
+  c.ring_bulk = copy && std::string(copy) == "bulk" ? 1 : 0;
   c.prefetch_in_kb = env_int("MAMBART_STEP_PREFETCH_IN_KB", c.prefetch_in_kb);
   c.prefetch_out_kb = env_int("MAMBART_STEP_PREFETCH_OUT_KB", c.prefetch_out_kb);
   return c;
@@ -651,6 +655,7 @@ void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* ba
   a.prefetch_in = cfg.prefetch_in_kb << 10;
   a.prefetch_out = cfg.prefetch_out_kb << 10;
   a.ring_slots = L.slots;
+  a.ring_bulk = cfg.ring_bulk;
   a.ring_early = cfg.ring_early; a.part_off = int(L.part_off); a.ring_off = int(L.ring_off);
   a.residual = p.residual; a.xz = p.xz; a.xc = p.xc; a.xdbl = p.xdbl; a.y = p.y; a.barrier = barrier;
 

@@ -15,12 +15,14 @@ struct StepConfig {
   // MAMBART_STEP_RING: unset: the weight ring where it applies (decode_step_ring); 0: off; 1: required (the backend
   // throws InvalidArgument where it does not apply: tests prove the path ran).
   int ring_mode = -1;
-  // MAMBART_STEP_RING_KB: shared memory (KB) for the weight ring that streams the in_proj and out_proj rows by the
-  // bulk copy engine (smem_ring.cuh; sm_90+, the rest of the shared memory caps it); 0: the register GEMV.
+  // MAMBART_STEP_RING_KB: shared memory (KB) for the weight ring that streams the in_proj and out_proj rows
+  // through shared memory (smem_ring.cuh; sm_90+, the rest of the shared memory caps it); 0: the register GEMV.
   int ring_kb = 256;
   // MAMBART_STEP_RING_EARLY: 0 a ring stream opens at its stage; 1 out_proj after stage C and the next layer's
   // in_proj after stage D (before the barriers); 2 as 1, out_proj already after stage A.
   int ring_early = 0;
+  // MAMBART_STEP_RING_COPY: who fills the ring: cp.async per warp (default) or "bulk" (the bulk copy engine).
+  int ring_bulk = 0;
   // MAMBART_STEP_PREFETCH_IN_KB / _OUT_KB: bytes of the register GEMV's weights asked of L2 ahead of their stage.
   int prefetch_in_kb = 64, prefetch_out_kb = 128;
   static StepConfig from_env();

@@ -1,15 +1,21 @@
-// Weights streamed through a ring of shared-memory stages by the bulk copy engine (sm_90), and the block GEMV that
-// reads them: the persistent decode step's in_proj and out_proj (decode_step.cu).
+// Weights streamed through a ring of shared-memory stages, and the block GEMV that reads them: the persistent decode
+// step's in_proj and out_proj (decode_step.cu).
 //
 // Why: the register GEMV (block_gemv) keeps ~5 loads of 16 bytes per thread in flight, ~40 KB per SM; measured on
-// an H200 its in_proj and out_proj stages stream at ~2.9 TB/s, 69% of the copy bandwidth. Here one thread keeps
-// (ns - 1) stages of 16 KB in flight per SM (ns from the shared memory left over, up to 16) without registers,
-// and the copy for a stage is issued before the previous stages are consumed, so the stream does not stall on
-// the norm at a stage's start either.
+// an H200 its in_proj and out_proj stages stream at ~2.9 TB/s, 69% of the copy bandwidth. Here the copies of the
+// next (ns - 1) stages (16 or 32 KB each) are in flight per SM without holding registers, issued before the
+// current stage is read, so the stream also runs through the norm at a stage's start.
+//
+// Two producers (Ring::bulk):
+//   cp.async (default): every warp copies its own piece of each stage with 16-byte cp.async per lane and waits
+//     for its own commit groups: no barrier between warps at all.
+//   bulk copy engine (MAMBART_STEP_RING_COPY=bulk, sm_90): thread 0 issues one cp.async.bulk per stage,
+//     completing on the slot's `full` mbarrier; the warps release slots on its `empty` mbarrier. Measured on an
+//     H200 (2.8b, batch 1): in_proj at ~1.2 TB/s, less than half of the register GEMV (docs/BENCHMARKS.md).
 //
 // A block's slice of a projection, rows [n0, n1) of w (N, K), is one contiguous byte range (rows are K apart).
-// It is cut into ring stages of kRingStageChunks 16-byte chunks; warp w reads piece w (P chunks) of every stage.
-// With C = K / VEC chunks per row a multiple of 32 and >= 64, the 32 lanes of a group of a piece always sit in one
+// It is cut into ring stages of NW pieces of P 16-byte chunks; warp w reads piece w of every stage. With
+// C = K / VEC chunks per row a multiple of 32 and >= 64, the 32 lanes of a group of a piece always sit in one
 // row: the lanes accumulate their chunks per row and a warp sum ends each (piece, row) partial, written to a fixed
 // slot (part[piece][row - first row of piece][m]). One thread per row then adds its partials in piece order:
 // the result is the same run after run (no atomics).
@@ -23,10 +29,10 @@ namespace cuda {
 
 constexpr int kRingMaxStages = 16;
 
-// A view of the ring: ns slots of a stage's bytes at buf, a `full` (the slot's copy landed: 1 arrival + the bytes)
-// and an `empty` mbarrier (every warp is done reading it: one arrival per warp) per slot, and its counters:
-// `alloc` (every thread) counts ring stages handed to streams, `issued` (thread 0 only) the stages whose copy was
-// issued. Ring stage u lives in slot u % ns; streams are consumed in the order opened. (A view built where it is
+// A view of the ring: ns slots of a stage's bytes at buf, with the bulk producer a `full` (the slot's copy landed:
+// 1 arrival + the bytes) and an `empty` mbarrier (every warp is done reading it: one arrival per warp) per slot,
+// and its counters: `alloc` (every thread) counts ring stages handed to streams, `issued` (with the bulk producer:
+// thread 0 only; else every thread) the stages whose copy was issued. Ring stage u lives in slot u % ns; streams are consumed in the order opened. (A view built where it is
 // used, over counters kept by the caller: the pointers are not held in registers across the caller's stages.)
 struct RingCounters {
   unsigned alloc, issued;
@@ -36,6 +42,7 @@ struct Ring {
   uint64_t* full;
   uint64_t* empty;
   unsigned ns;
+  bool bulk;  // the bulk copy engine (else cp.async per warp; full / empty unused)
   RingCounters& c;
 };
 
@@ -85,10 +92,33 @@ __device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t b
 #endif
 }
 
-// Every thread of the block, once per kernel, before any other use: sets up the ring's mbarriers.
+// Pieces of P chunks per warp and ring stage; a piece of P chunks meets at most KS rows when C >= 64.
+template <int MT> constexpr int ring_piece_chunks() { return MT <= 2 ? 64 : 128; }
+template <int MT> constexpr int ring_piece_rows() { return ring_piece_chunks<MT>() / 64 + 1; }
+template <int NW, int MT> constexpr int ring_stage_bytes() { return NW * ring_piece_chunks<MT>() * 16; }
+// Floats of `part` for a slice of `chunks` 16-byte chunks.
+template <int MT> __host__ __device__ constexpr int64_t ring_part_floats(int64_t chunks) {
+  return (chunks + ring_piece_chunks<MT>() - 1) / ring_piece_chunks<MT>() * ring_piece_rows<MT>() * MT;
+}
+
+// Waits until at most n (0..15) of this thread's cp.async groups are pending.
+__device__ __forceinline__ void cp_async_wait_n(unsigned n) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define MAMBART_WAIT_CASE(N) case N: asm volatile("cp.async.wait_group " #N ";" ::: "memory"); break;
+  switch (n) {
+    MAMBART_WAIT_CASE(0) MAMBART_WAIT_CASE(1) MAMBART_WAIT_CASE(2) MAMBART_WAIT_CASE(3) MAMBART_WAIT_CASE(4)
+    MAMBART_WAIT_CASE(5) MAMBART_WAIT_CASE(6) MAMBART_WAIT_CASE(7) MAMBART_WAIT_CASE(8) MAMBART_WAIT_CASE(9)
+    MAMBART_WAIT_CASE(10) MAMBART_WAIT_CASE(11) MAMBART_WAIT_CASE(12) MAMBART_WAIT_CASE(13) MAMBART_WAIT_CASE(14)
+    default: asm volatile("cp.async.wait_group 15;" ::: "memory");
+  }
+#undef MAMBART_WAIT_CASE
+#endif
+}
+
+// Every thread of the block, once per kernel, before any other use: sets up the ring's mbarriers (bulk producer).
 template <int NW>
 __device__ __forceinline__ void ring_init(const Ring& r) {
-  if (threadIdx.x == 0) {
+  if (r.bulk && threadIdx.x == 0) {
     for (unsigned s = 0; s < r.ns; ++s) {
       mbar_init(&r.full[s], 1);
       mbar_init(&r.empty[s], NW);
@@ -97,39 +127,48 @@ __device__ __forceinline__ void ring_init(const Ring& r) {
   __syncthreads();
 }
 
-// Thread 0: issues the copies of the stream's stages with ring index < upto. A slot is refilled once every warp
-// has arrived on its `empty` barrier for the previous use.
-template <int StageBytes>
+// Issues the copies of the stream's stages with ring index < upto. Bulk producer (thread 0 only): one bulk copy per
+// stage; a slot is refilled once every warp has arrived on its `empty` barrier for the previous use. cp.async
+// producer (every thread): the lanes of warp w copy piece w of each stage, one commit group per stage; the warp has
+// read the slot's previous use.
+template <int NW, int MT>
 __device__ __forceinline__ void ring_issue(const Ring& r, const Stream& s, unsigned upto) {
-  if (threadIdx.x != 0) return;
+  constexpr int SB = ring_stage_bytes<NW, MT>(), P = ring_piece_chunks<MT>();
+  if (r.bulk) {
+    if (threadIdx.x != 0) return;
+    const unsigned end = min(upto, s.first + s.stages);
+    for (; r.c.issued < end; ++r.c.issued) {
+      const unsigned u = r.c.issued, slot = u % r.ns, use = u / r.ns;
+      if (use > 0) mbar_wait(&r.empty[slot], (use - 1) & 1);
+      const int64_t off = int64_t(u - s.first) * SB;
+      const int64_t left = s.bytes - off;
+      bulk_load(r.buf + int64_t(slot) * SB, s.src + off, uint32_t(left < SB ? left : SB), &r.full[slot]);
+    }
+    return;
+  }
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const unsigned end = min(upto, s.first + s.stages);
   for (; r.c.issued < end; ++r.c.issued) {
-    const unsigned u = r.c.issued, slot = u % r.ns, use = u / r.ns;
-    if (use > 0) mbar_wait(&r.empty[slot], (use - 1) & 1);
-    const int64_t off = int64_t(u - s.first) * StageBytes;
-    const int64_t left = s.bytes - off;
-    bulk_load(r.buf + int64_t(slot) * StageBytes, s.src + off, uint32_t(left < StageBytes ? left : StageBytes),
-              &r.full[slot]);
+    const unsigned u = r.c.issued;
+    const int64_t off = int64_t(u - s.first) * SB + int64_t(warp) * P * 16;  // this warp's piece, in bytes
+    uint4* dst = reinterpret_cast<uint4*>(r.buf + int64_t(u % r.ns) * SB) + warp * P;
+#pragma unroll
+    for (int g = 0; g < P / 32; ++g) {
+      const int64_t b = off + int64_t(g * 32 + lane) * 16;
+      if (b < s.bytes) cp_async16(dst + g * 32 + lane, s.src + b);
+    }
+    cp_async_commit();
   }
 }
 
 // Every thread: hands the next ring stages to `bytes` of src, issues the first ns - 1 of them and returns the
 // stream's first ring stage.
-template <int StageBytes>
+template <int NW, int MT>
 __device__ __forceinline__ unsigned ring_open(const Ring& r, const void* src, int64_t bytes) {
-  const Stream s = stream_of<StageBytes>(src, bytes, r.c.alloc);
+  const Stream s = stream_of<ring_stage_bytes<NW, MT>()>(src, bytes, r.c.alloc);
   r.c.alloc += s.stages;
-  ring_issue<StageBytes>(r, s, s.first + r.ns - 1);
+  ring_issue<NW, MT>(r, s, s.first + r.ns - 1);
   return s.first;
-}
-
-// Pieces of P chunks per warp and ring stage; a piece of P chunks meets at most KS rows when C >= 64.
-template <int MT> constexpr int ring_piece_chunks() { return MT <= 2 ? 64 : 128; }
-template <int MT> constexpr int ring_piece_rows() { return ring_piece_chunks<MT>() / 64 + 1; }
-template <int NW, int MT> constexpr int ring_stage_bytes() { return NW * ring_piece_chunks<MT>() * 16; }
-// Floats of `part` for a slice of `chunks` 16-byte chunks.
-template <int MT> __host__ __device__ constexpr int64_t ring_part_floats(int64_t chunks) {
-  return (chunks + ring_piece_chunks<MT>() - 1) / ring_piece_chunks<MT>() * ring_piece_rows<MT>() * MT;
 }
 
 // Rows [n0, n1) of w times the M rows of x (shared memory, row stride K), the weights read from the ring stream
@@ -144,8 +183,14 @@ __device__ __forceinline__ void ring_gemv(const Ring& r, const Stream& s, int K,
   const int64_t total = int64_t(n1 - n0) * C;
   for (unsigned i = 0; i < s.stages; ++i) {
     const unsigned u = s.first + i, slot = u % r.ns;
-    ring_issue<SB>(r, s, u + r.ns - 1);  // keeps ns - 1 stages ahead of warp 0
-    mbar_wait(&r.full[slot], (u / r.ns) & 1);
+    if (r.bulk) {  // thread 0 refills the slot of stage u - 2 (every warp is likely done with it)
+      ring_issue<NW, MT>(r, s, u + r.ns - 1);
+      mbar_wait(&r.full[slot], (u / r.ns) & 1);
+    } else {  // the warp refills the slot it read last (stage u - 1)
+      ring_issue<NW, MT>(r, s, u + r.ns);
+      cp_async_wait_n(r.c.issued - 1 - u);  // stage u's group is done: this many were committed after it
+      __syncwarp();
+    }
     const int64_t f0 = int64_t(i) * STAGE + int64_t(warp) * P;  // first chunk of this warp's piece in the slice
     if (f0 < total) {                                          // uniform over the warp
       const uint4* piece = reinterpret_cast<const uint4*>(r.buf + int64_t(slot) * SB) + warp * P;
@@ -181,7 +226,7 @@ __device__ __forceinline__ void ring_gemv(const Ring& r, const Stream& s, int K,
       flush();
     }
     __syncwarp();
-    if (lane == 0) mbar_arrive(&r.empty[slot]);
+    if (r.bulk && lane == 0) mbar_arrive(&r.empty[slot]);
   }
   __syncthreads();
   for (int rr = threadIdx.x; rr < n1 - n0; rr += NW * 32) {

@@ -374,11 +374,15 @@ def cuda_persistent():
 
 
 # The persistent step's variants: the register GEMV (ring off) and the weight ring required (it must run: the
-# backend throws where it does not apply), its streams opened at their stage or early (before the barriers).
+# backend throws where it does not apply), filled by cp.async or the bulk copy engine, its streams opened at their
+# stage or early (before the barriers), 2 slots (64 KB).
 STEP_VARIANTS = {"register": {"MAMBART_STEP_RING": "0"}, "ring": {"MAMBART_STEP_RING": "1"},
                  "ring_early1": {"MAMBART_STEP_RING": "1", "MAMBART_STEP_RING_EARLY": "1"},
                  "ring_early2_64kb": {"MAMBART_STEP_RING": "1", "MAMBART_STEP_RING_EARLY": "2",
-                                      "MAMBART_STEP_RING_KB": "64"}}
+                                      "MAMBART_STEP_RING_KB": "64"},
+                 "ring_bulk": {"MAMBART_STEP_RING": "1", "MAMBART_STEP_RING_COPY": "bulk"},
+                 "ring_bulk_early1": {"MAMBART_STEP_RING": "1", "MAMBART_STEP_RING_COPY": "bulk",
+                                      "MAMBART_STEP_RING_EARLY": "1"}}
 
 
 @pytest.fixture(scope="module", params=list(STEP_VARIANTS))
