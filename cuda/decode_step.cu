@@ -206,10 +206,11 @@ __device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, co
 }
 
 // Stage A: xs = norm(residual); xz rows [n0, n1) of in_proj; x rows through the conv step into xc. With `ring`,
-// the in_proj rows come from the ring stream `sin` (opened before, so its copies overlap the norm).
-template <typename T, int MT>
+// the in_proj rows come from the ring stream that stream() returns once the norm is done (it may open it there:
+// the residual's loads are then not queued behind the stream's copies).
+template <typename T, int MT, class StreamFn>
 __device__ void stage_in_proj(const StepArgs& a, const StepLayer& w, T* xs, float* red, float* gpart, Slice rows,
-                              const Ring* ring, const Stream& sin, float* rpart) {
+                              const Ring* ring, StreamFn stream, float* rpart) {
   norm_rows<T, true>(a.residual, a.M, a.d_model, w.norm_w, w.norm_b, a.rms, a.eps, xs, a.d_model, red);
   const int di = a.d_inner, dc = a.d_conv;
   T* xc = static_cast<T*>(a.xc);
@@ -232,7 +233,7 @@ __device__ void stage_in_proj(const StepArgs& a, const StepLayer& w, T* xs, floa
     }
   };
   if (ring)
-    ring_gemv<T, MT, kStepWarps>(*ring, sin, a.d_model, rows.begin, rows.end, xs, a.M, rpart, epi);
+    ring_gemv<T, MT, kStepWarps>(*ring, stream(), a.d_model, rows.begin, rows.end, xs, a.M, rpart, epi);
   else
     block_gemv<T, MT>(static_cast<const T*>(w.in_proj_w), a.d_model, rows.begin, rows.end, xs, a.M, gpart, epi);
 }
@@ -327,10 +328,10 @@ __device__ void stage_scan(const StepArgs& a, const StepLayer& w, float* xd, Sli
 }
 
 // Stage D: residual[:, n] += out_proj(y)[:, n] for rows [n0, n1) (y staged in shared memory); with `ring` the rows
-// come from the ring stream `sout`.
-template <typename T, int MT>
+// come from the ring stream that stream() returns once y is staged.
+template <typename T, int MT, class StreamFn>
 __device__ void stage_out_proj(const StepArgs& a, const StepLayer& w, T* ys, float* gpart, Slice rows, const Ring* ring,
-                               const Stream& sout, float* rpart) {
+                               StreamFn stream, float* rpart) {
   if (rows.end <= rows.begin) return;  // uniform over the block
   const int di = a.d_inner, d = a.d_model;
   const int n16 = a.M * di / Vec<T>::n;
@@ -348,7 +349,7 @@ __device__ void stage_out_proj(const StepArgs& a, const StepLayer& w, T* ys, flo
     }
   };
   if (ring)
-    ring_gemv<T, MT, kStepWarps>(*ring, sout, di, rows.begin, rows.end, ys, a.M, rpart, epi);
+    ring_gemv<T, MT, kStepWarps>(*ring, stream(), di, rows.begin, rows.end, ys, a.M, rpart, epi);
   else
     block_gemv<T, MT>(static_cast<const T*>(w.out_proj_w), di, rows.begin, rows.end, ys, a.M, gpart, epi);
 }
@@ -384,10 +385,9 @@ __device__ __forceinline__ void decode_step_body(const StepArgs& a) {  // A: nor
   // The weight ring (smem_ring.cuh): in_proj / out_proj slices streamed through shared memory when enabled.
   __shared__ uint64_t ring_full[kRingMaxStages], ring_empty[kRingMaxStages];
   constexpr int SB = ring_stage_bytes<kStepWarps, MT>();
-  RingCounters rc{0u, 0u};
   auto ring = [&]() {
     return Ring{reinterpret_cast<char*>(step_smem) + a.ring_off, ring_full, ring_empty, unsigned(a.ring_slots),
-                a.ring_bulk != 0, rc};
+                a.ring_bulk != 0};
   };
   if (RING) ring_init<kStepWarps>(ring());
   float* rpart = reinterpret_cast<float*>(reinterpret_cast<char*>(step_smem) + a.part_off);
@@ -395,24 +395,34 @@ __device__ __forceinline__ void decode_step_body(const StepArgs& a) {  // A: nor
   auto in_bytes = [&](const StepLayer& w) { return static_cast<const char*>(w.in_proj_w) + int64_t(in_rows.begin) * d * es; };
   auto out_bytes = [&](const StepLayer& w) { return static_cast<const char*>(w.out_proj_w) + int64_t(out_rows.begin) * di * es; };
   const int64_t in_n = int64_t(in_rows.end - in_rows.begin) * d * es, out_n = int64_t(out_rows.end - out_rows.begin) * di * es;
-  auto open_in = [&](const StepLayer& w) { return ring_open<kStepWarps, MT>(ring(), in_bytes(w), in_n); };
-  auto open_out = [&](const StepLayer& w) { return ring_open<kStepWarps, MT>(ring(), out_bytes(w), out_n); };
-  unsigned in_first = 0, out_first = 0;  // ring stages of the open in_proj / out_proj streams
+  unsigned alloc = 0;                    // ring stages handed out so far
+  unsigned in_first = 0, out_first = 0;  // the first ring stages of the open in_proj / out_proj streams
+  auto open_in = [&](const StepLayer& w) {
+    in_first = alloc;
+    alloc += ring_open<kStepWarps, MT>(ring(), in_bytes(w), in_n, alloc).stages;
+  };
+  auto open_out = [&](const StepLayer& w) {
+    out_first = alloc;
+    alloc += ring_open<kStepWarps, MT>(ring(), out_bytes(w), out_n, alloc).stages;
+  };
 
   unsigned phase = 0;
   if (threadIdx.x == 0) phase = barrier_phase(a.barrier);
-  if (RING) in_first = open_in(a.layer[0]);
-  else in_slice(a.layer[0], a.prefetch_in);
+  if (RING && a.ring_early) open_in(a.layer[0]);
+  if (!RING) in_slice(a.layer[0], a.prefetch_in);
+  auto no_stream = []() { return Stream{}; };
   for (int l = 0; l < a.n_layers; ++l) {
     const StepLayer& w = a.layer[l];
     stamp(l, 0);
     if constexpr (RING) {
-      if (l > 0 && a.ring_early == 0) in_first = open_in(w);
       const Ring r = ring();
-      stage_in_proj<T, MT>(a, w, xs, red, gpart, in_rows, &r, stream_of<SB>(in_bytes(w), in_n, in_first), rpart);
-      if (a.ring_early == 2) out_first = open_out(w);
+      stage_in_proj<T, MT>(a, w, xs, red, gpart, in_rows, &r, [&]() {
+        if (a.ring_early == 0) open_in(w);
+        return stream_of<SB>(in_bytes(w), in_n, in_first);
+      }, rpart);
+      if (a.ring_early == 2) open_out(w);
     } else {
-      stage_in_proj<T, MT>(a, w, xs, red, gpart, in_rows, nullptr, Stream{}, rpart);
+      stage_in_proj<T, MT>(a, w, xs, red, gpart, in_rows, nullptr, no_stream, rpart);
     }
     // Coming up: x_proj rows, dt_proj rows and A of this block's channels, then the out_proj slice.
     prefetch_range(static_cast<const char*>(w.x_proj_w) + int64_t(x_rows.begin) * di * es,
@@ -429,17 +439,19 @@ __device__ __forceinline__ void decode_step_body(const StepArgs& a) {  // A: nor
     grid_barrier(a.barrier, phase);
     stamp(l, 4);
     stage_scan<T, MT>(a, w, reinterpret_cast<float*>(step_smem), ch);
-    if (RING && a.ring_early == 1) out_first = open_out(w);
+    if (RING && a.ring_early == 1) open_out(w);
     stamp(l, 5);
     grid_barrier(a.barrier, phase);
     stamp(l, 6);
     if constexpr (RING) {
-      if (a.ring_early == 0) out_first = open_out(w);
       const Ring r = ring();
-      stage_out_proj<T, MT>(a, w, xs, gpart, out_rows, &r, stream_of<SB>(out_bytes(w), out_n, out_first), rpart);
-      if (l + 1 < a.n_layers && a.ring_early) in_first = open_in(a.layer[l + 1]);
+      stage_out_proj<T, MT>(a, w, xs, gpart, out_rows, &r, [&]() {
+        if (a.ring_early == 0) open_out(w);
+        return stream_of<SB>(out_bytes(w), out_n, out_first);
+      }, rpart);
+      if (l + 1 < a.n_layers && a.ring_early) open_in(a.layer[l + 1]);
     } else {
-      stage_out_proj<T, MT>(a, w, xs, gpart, out_rows, nullptr, Stream{}, rpart);
+      stage_out_proj<T, MT>(a, w, xs, gpart, out_rows, nullptr, no_stream, rpart);
       if (l + 1 < a.n_layers) in_slice(a.layer[l + 1], a.prefetch_in);
     }
     stamp(l, 7);

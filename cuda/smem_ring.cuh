@@ -29,21 +29,18 @@ namespace cuda {
 
 constexpr int kRingMaxStages = 16;
 
-// A view of the ring: ns slots of a stage's bytes at buf, with the bulk producer a `full` (the slot's copy landed:
-// 1 arrival + the bytes) and an `empty` mbarrier (every warp is done reading it: one arrival per warp) per slot,
-// and its counters: `alloc` (every thread) counts ring stages handed to streams, `issued` (with the bulk producer:
-// thread 0 only; else every thread) the stages whose copy was issued. Ring stage u lives in slot u % ns; streams are consumed in the order opened. (A view built where it is
-// used, over counters kept by the caller: the pointers are not held in registers across the caller's stages.)
-struct RingCounters {
-  unsigned alloc, issued;
-};
+// A view of the ring: ns slots of a stage's bytes at buf and, with the bulk producer, a `full` (the slot's copy
+// landed: 1 arrival + the bytes) and an `empty` mbarrier (every warp is done reading it: one arrival per warp) per
+// slot. Ring stage u lives in slot u % ns; the caller numbers the stages (ring_open's `first`), streams are read
+// in the order opened. No counters live in the view: which stage to issue follows from the stage being read.
+// (Measured: counters kept behind a reference went to local memory, and every check of them waited behind the
+// ring's own copies in the load queue: 1.6 TB/s.)
 struct Ring {
   char* buf;
   uint64_t* full;
   uint64_t* empty;
   unsigned ns;
   bool bulk;  // the bulk copy engine (else cp.async per warp; full / empty unused)
-  RingCounters& c;
 };
 
 // Bytes [0, bytes) of src as ring stages [first, first + stages).
@@ -127,48 +124,42 @@ __device__ __forceinline__ void ring_init(const Ring& r) {
   __syncthreads();
 }
 
-// Issues the copies of the stream's stages with ring index < upto. Bulk producer (thread 0 only): one bulk copy per
-// stage; a slot is refilled once every warp has arrived on its `empty` barrier for the previous use. cp.async
-// producer (every thread): the lanes of warp w copy piece w of each stage, one commit group per stage; the warp has
-// read the slot's previous use.
+// Issues the copy of the stream's stage u (a ring index; nothing past the stream's end). Bulk producer (thread 0
+// only): one bulk copy; the slot is refilled once every warp has arrived on its `empty` barrier for the previous
+// use. cp.async producer (every thread): the lanes of warp w copy piece w of the stage, one commit group; the
+// warp has read the slot's previous use.
 template <int NW, int MT>
-__device__ __forceinline__ void ring_issue(const Ring& r, const Stream& s, unsigned upto) {
+__device__ __forceinline__ void ring_issue(const Ring& r, const Stream& s, unsigned u) {
   constexpr int SB = ring_stage_bytes<NW, MT>(), P = ring_piece_chunks<MT>();
+  if (u >= s.first + s.stages) return;
+  const unsigned slot = u % r.ns;
   if (r.bulk) {
     if (threadIdx.x != 0) return;
-    const unsigned end = min(upto, s.first + s.stages);
-    for (; r.c.issued < end; ++r.c.issued) {
-      const unsigned u = r.c.issued, slot = u % r.ns, use = u / r.ns;
-      if (use > 0) mbar_wait(&r.empty[slot], (use - 1) & 1);
-      const int64_t off = int64_t(u - s.first) * SB;
-      const int64_t left = s.bytes - off;
-      bulk_load(r.buf + int64_t(slot) * SB, s.src + off, uint32_t(left < SB ? left : SB), &r.full[slot]);
-    }
+    const unsigned use = u / r.ns;
+    if (use > 0) mbar_wait(&r.empty[slot], (use - 1) & 1);
+    const int64_t off = int64_t(u - s.first) * SB;
+    const int64_t left = s.bytes - off;
+    bulk_load(r.buf + int64_t(slot) * SB, s.src + off, uint32_t(left < SB ? left : SB), &r.full[slot]);
     return;
   }
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const unsigned end = min(upto, s.first + s.stages);
-  for (; r.c.issued < end; ++r.c.issued) {
-    const unsigned u = r.c.issued;
-    const int64_t off = int64_t(u - s.first) * SB + int64_t(warp) * P * 16;  // this warp's piece, in bytes
-    uint4* dst = reinterpret_cast<uint4*>(r.buf + int64_t(u % r.ns) * SB) + warp * P;
+  const int64_t off = int64_t(u - s.first) * SB + int64_t(warp) * P * 16;  // this warp's piece, in bytes
+  uint4* dst = reinterpret_cast<uint4*>(r.buf + int64_t(slot) * SB) + warp * P;
 #pragma unroll
-    for (int g = 0; g < P / 32; ++g) {
-      const int64_t b = off + int64_t(g * 32 + lane) * 16;
-      if (b < s.bytes) cp_async16(dst + g * 32 + lane, s.src + b);
-    }
-    cp_async_commit();
+  for (int g = 0; g < P / 32; ++g) {
+    const int64_t b = off + int64_t(g * 32 + lane) * 16;
+    if (b < s.bytes) cp_async16(dst + g * 32 + lane, s.src + b);
   }
+  cp_async_commit();
 }
 
-// Every thread: hands the next ring stages to `bytes` of src, issues the first ns - 1 of them and returns the
-// stream's first ring stage.
+// Every thread: the stream of `bytes` of src as ring stages from `first` on (the caller advances its count by
+// .stages); issues the first ns - 1 of them.
 template <int NW, int MT>
-__device__ __forceinline__ unsigned ring_open(const Ring& r, const void* src, int64_t bytes) {
-  const Stream s = stream_of<ring_stage_bytes<NW, MT>()>(src, bytes, r.c.alloc);
-  r.c.alloc += s.stages;
-  ring_issue<NW, MT>(r, s, s.first + r.ns - 1);
-  return s.first;
+__device__ __forceinline__ Stream ring_open(const Ring& r, const void* src, int64_t bytes, unsigned first) {
+  const Stream s = stream_of<ring_stage_bytes<NW, MT>()>(src, bytes, first);
+  for (unsigned u = first; u < first + r.ns - 1; ++u) ring_issue<NW, MT>(r, s, u);
+  return s;
 }
 
 // Rows [n0, n1) of w times the M rows of x (shared memory, row stride K), the weights read from the ring stream
@@ -183,12 +174,11 @@ __device__ __forceinline__ void ring_gemv(const Ring& r, const Stream& s, int K,
   const int64_t total = int64_t(n1 - n0) * C;
   for (unsigned i = 0; i < s.stages; ++i) {
     const unsigned u = s.first + i, slot = u % r.ns;
-    if (r.bulk) {  // thread 0 refills the slot of stage u - 2 (every warp is likely done with it)
-      ring_issue<NW, MT>(r, s, u + r.ns - 1);
+    ring_issue<NW, MT>(r, s, u + r.ns - 1);  // into the slot of stage u - 1
+    if (r.bulk) {
       mbar_wait(&r.full[slot], (u / r.ns) & 1);
-    } else {  // the warp refills the slot it read last (stage u - 1)
-      ring_issue<NW, MT>(r, s, u + r.ns);
-      cp_async_wait_n(r.c.issued - 1 - u);  // stage u's group is done: this many were committed after it
+    } else {  // stage u's group is done when no more than the groups committed after it are pending
+      cp_async_wait_n(min(u + r.ns - 1, s.first + s.stages - 1) - u);
       __syncwarp();
     }
     const int64_t f0 = int64_t(i) * STAGE + int64_t(warp) * P;  // first chunk of this warp's piece in the slice
