@@ -84,12 +84,6 @@ def timed(fn, reps: int) -> float:
 VARIANTS = {
     "per-layer": {"MAMBART_CUDA_PERSISTENT": "0"},
     "persistent": {"MAMBART_CUDA_PERSISTENT": "1"},
-    "persistent-register-gemv": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_RING": "0"},
-    "ring-bulk-copy": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_RING_COPY": "bulk"},
-    "ring-early1": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_RING_EARLY": "1"},
-    "ring-early2": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_RING_EARLY": "2"},
-    "ring-64kb": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_RING_KB": "64"},
-    "ring-128kb": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_RING_KB": "128"},
 }
 
 
@@ -119,11 +113,11 @@ def bench_decode_variant(mambart, folder: Path, env: dict, prompt_len=100, gen=1
     return (t_gen - t_one) / (gen - 1) * 1e3
 
 
-def step_timing(mambart, folder: Path, env=None) -> str:
+def step_timing(mambart, folder: Path, batch=1) -> str:
     """Per-stage times of the persistent decode step (MAMBART_STEP_TIMING), written when the backend goes away."""
     with tempfile.NamedTemporaryFile("r", suffix=".txt") as f:
-        bench_decode_variant(mambart, folder, {"MAMBART_STEP_TIMING": f.name, "MAMBART_CUDA_PERSISTENT": "1",
-                                               **(env or {})}, gen=10, reps=1)
+        bench_decode_variant(mambart, folder, {"MAMBART_STEP_TIMING": f.name, "MAMBART_CUDA_PERSISTENT": "1"},
+                             gen=10, reps=1)
         gc.collect()
         return Path(f.name).read_text()
 
@@ -256,8 +250,6 @@ def main():
                 r["variants"] = {v: bench_decode_variant(mambart, folder, env) for v, env in VARIANTS.items()}
                 r["b64_composed_tok_s"] = bench_b64_composed(mambart, folder)
                 print(f"{name}: " + step_timing(mambart, folder), flush=True)
-                print(f"{name}, register GEMV (MAMBART_STEP_RING=0): "
-                      + step_timing(mambart, folder, {"MAMBART_STEP_RING": "0"}), flush=True)
             except Exception as e:  # keep the other shapes' numbers
                 print(f"{name}: mambart FAILED: {type(e).__name__}: {e}", flush=True)
                 continue

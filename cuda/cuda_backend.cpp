@@ -62,7 +62,6 @@ class CudaBackend final : public Backend {
     // unset picks by size (see decode_layers).
     const char* s_env = std::getenv("MAMBART_CUDA_PERSISTENT");
     persistent_mode_ = !s_env ? -1 : std::string(s_env) == "0" ? 0 : 1;
-    step_config_ = cuda::StepConfig::from_env();
     // MAMBART_CUDA_BATCHED: the batched decode step for 9..256 rows (decode_batch.cpp). Unset: used where it applies
     // unless MAMBART_CUDA_FUSED=0; 0: off (the ops composed); 1: required, an InvalidArgument when it does not apply
     // (tests: proves the path ran).
@@ -190,13 +189,10 @@ class CudaBackend final : public Backend {
     // Auto: persistent only for wide models. Measured on an H100 (fp16, batch 1, docs/BENCHMARKS.md): at
     // d_model 768 its 4 grid barriers and latency-bound stages per layer cost more than the per-layer kernels.
     const bool persistent = persistent_mode_ == 1 || (persistent_mode_ == -1 && layers[0].d_model > 1024);
-    if (persistent && cuda::decode_step_applicable(layers, n, dev_, num_sms_, step_config_, &why)) {
+    if (persistent && cuda::decode_step_applicable(layers, n, dev_, &why)) {
       long long* timing = step_timing_ && n <= kTimingLayers ? step_timing_ : nullptr;
       if (timing) timed_layers_ = n;
-      if (step_config_.ring_mode == 1 && !cuda::decode_step_ring(layers[0], dev_, num_sms_, step_config_, &why))
-        throw InvalidArgument("cuda persistent decode step, weight ring (MAMBART_STEP_RING=1): " + why);
-      cuda::launch_decode_step(layers, n, static_cast<unsigned*>(step_barrier_), timing, dev_, num_sms_, step_config_,
-                               stream_);
+      cuda::launch_decode_step(layers, n, static_cast<unsigned*>(step_barrier_), timing, num_sms_, stream_);
       return;
     }
     if (batched(layers, n)) {  // the out_proj result of a layer is added by the next one's add_norm
@@ -322,7 +318,6 @@ class CudaBackend final : public Backend {
   bool graphs_enabled_ = true;
   int fused_mode_ = -1;  // -1 auto, 0 off, 1 on
   int persistent_mode_ = -1;  // -1 auto, 0 off, 1 on
-  cuda::StepConfig step_config_;
   int batched_mode_ = -1;  // -1 auto, 0 off, 1 required
   void* step_barrier_ = nullptr;  // the persistent decode kernel's grid barrier word
   static constexpr int64_t kTimingLayers = 256;

@@ -20,7 +20,6 @@
 #include <cstdlib>
 
 #include "kernels.h"
-#include "smem_ring.cuh"
 #include "step_ops.cuh"
 
 namespace mambart {
@@ -50,11 +49,6 @@ struct StepArgs {
   int dt_vec;             // dt_proj rows readable as 16-byte vectors
   int prefetch_in;        // bytes of the next layer's in_proj slice prefetched before the last barrier of a layer
   int prefetch_out;       // bytes of the out_proj slice prefetched after stage A
-  int ring_slots;         // the ring kernel: slots of the weight ring (smem_ring.cuh) at ring_off
-  int ring_bulk;          // its producer: 1 the bulk copy engine, 0 cp.async per warp
-  int ring_early;         // where a ring stream opens: 0 at its stage; 1 out_proj after C, next in_proj after D;
-                          // 2 as 1 but out_proj after A
-  int part_off, ring_off; // dynamic shared memory offsets (bytes) of the ring GEMV's partial sums and the ring
   float* residual;        // (M, d_model) fp32
   void* xz;               // (M, 2 d_inner): z in the second half
   void* xc;               // (M, d_inner)
@@ -205,37 +199,32 @@ __device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, co
   }
 }
 
-// Stage A: xs = norm(residual); xz rows [n0, n1) of in_proj; x rows through the conv step into xc. With `ring`,
-// the in_proj rows come from the ring stream that stream() returns once the norm is done (it may open it there:
-// the residual's loads are then not queued behind the stream's copies).
-template <typename T, int MT, class StreamFn>
-__device__ void stage_in_proj(const StepArgs& a, const StepLayer& w, T* xs, float* red, float* gpart, Slice rows,
-                              const Ring* ring, StreamFn stream, float* rpart) {
+// Stage A: xs = norm(residual); xz rows [n0, n1) of in_proj; x rows through the conv step into xc.
+template <typename T, int MT>
+__device__ void stage_in_proj(const StepArgs& a, const StepLayer& w, T* xs, float* red, float* gpart, Slice rows) {
   norm_rows<T, true>(a.residual, a.M, a.d_model, w.norm_w, w.norm_b, a.rms, a.eps, xs, a.d_model, red);
   const int di = a.d_inner, dc = a.d_conv;
   T* xc = static_cast<T*>(a.xc);
   T* xz = static_cast<T*>(a.xz);
-  auto epi = [&](int n, const float (&acc)[MT]) {
-    const float bv = w.in_proj_b ? w.in_proj_b[n] : 0.f;
-    if (n < di) {
-      const float cb = w.conv_b ? __ldg(w.conv_b + n) : 0.f;
+  block_gemv<T, MT>(static_cast<const T*>(w.in_proj_w), a.d_model, rows.begin, rows.end, xs, a.M, gpart,
+                    [&](int n, const float (&acc)[MT]) {
+                      const float bv = w.in_proj_b ? w.in_proj_b[n] : 0.f;
+                      if (n < di) {
+                        const float cb = w.conv_b ? __ldg(w.conv_b + n) : 0.f;
 #pragma unroll
-      for (int m = 0; m < MT; ++m) {
-        if (m < a.M) {
-          float* st = w.conv_state + (int64_t(m) * di + n) * dc;
-          xc[int64_t(m) * di + n] = from_f<T>(conv_step<T>(st, w.conv_w + int64_t(n) * dc, cb, dc, acc[m] + bv));
-        }
-      }
-    } else {
+                        for (int m = 0; m < MT; ++m) {
+                          if (m < a.M) {
+                            float* st = w.conv_state + (int64_t(m) * di + n) * dc;
+                            xc[int64_t(m) * di + n] = from_f<T>(conv_step<T>(st, w.conv_w + int64_t(n) * dc, cb, dc,
+                                                                             acc[m] + bv));
+                          }
+                        }
+                      } else {
 #pragma unroll
-      for (int m = 0; m < MT; ++m)
-        if (m < a.M) xz[int64_t(m) * 2 * di + n] = from_f<T>(acc[m] + bv);
-    }
-  };
-  if (ring)
-    ring_gemv<T, MT, kStepWarps>(*ring, stream(), a.d_model, rows.begin, rows.end, xs, a.M, rpart, epi);
-  else
-    block_gemv<T, MT>(static_cast<const T*>(w.in_proj_w), a.d_model, rows.begin, rows.end, xs, a.M, gpart, epi);
+                        for (int m = 0; m < MT; ++m)
+                          if (m < a.M) xz[int64_t(m) * 2 * di + n] = from_f<T>(acc[m] + bv);
+                      }
+                    });
 }
 
 // Stage B: xdbl rows [r0, r1) = x_proj(xc); the warps of the block split K, partial sums meet in shared memory.
@@ -327,38 +316,31 @@ __device__ void stage_scan(const StepArgs& a, const StepLayer& w, float* xd, Sli
   }
 }
 
-// Stage D: residual[:, n] += out_proj(y)[:, n] for rows [n0, n1) (y staged in shared memory); with `ring` the rows
-// come from the ring stream that stream() returns once y is staged.
-template <typename T, int MT, class StreamFn>
-__device__ void stage_out_proj(const StepArgs& a, const StepLayer& w, T* ys, float* gpart, Slice rows, const Ring* ring,
-                               StreamFn stream, float* rpart) {
+// Stage D: residual rows... residual[:, n] += out_proj(y)[:, n] for rows [n0, n1) (y staged in shared memory).
+template <typename T, int MT>
+__device__ void stage_out_proj(const StepArgs& a, const StepLayer& w, T* ys, float* gpart, Slice rows) {
   if (rows.end <= rows.begin) return;  // uniform over the block
   const int di = a.d_inner, d = a.d_model;
   const int n16 = a.M * di / Vec<T>::n;
   for (int i = threadIdx.x; i < n16; i += kStepThreads)
     reinterpret_cast<uint4*>(ys)[i] = __ldcg(reinterpret_cast<const uint4*>(a.y) + i);
   __syncthreads();
-  auto epi = [&](int n, const float (&acc)[MT]) {
-    const float bv = w.out_proj_b ? w.out_proj_b[n] : 0.f;
+  block_gemv<T, MT>(static_cast<const T*>(w.out_proj_w), di, rows.begin, rows.end, ys, a.M, gpart,
+                    [&](int n, const float (&acc)[MT]) {
+                      const float bv = w.out_proj_b ? w.out_proj_b[n] : 0.f;
 #pragma unroll
-    for (int m = 0; m < MT; ++m) {
-      if (m < a.M) {
-        float* res = a.residual + int64_t(m) * d + n;
-        *res = __ldcg(res) + to_f(from_f<T>(acc[m] + bv));
-      }
-    }
-  };
-  if (ring)
-    ring_gemv<T, MT, kStepWarps>(*ring, stream(), di, rows.begin, rows.end, ys, a.M, rpart, epi);
-  else
-    block_gemv<T, MT>(static_cast<const T*>(w.out_proj_w), di, rows.begin, rows.end, ys, a.M, gpart, epi);
+                      for (int m = 0; m < MT; ++m) {
+                        if (m < a.M) {
+                          float* res = a.residual + int64_t(m) * d + n;
+                          *res = __ldcg(res) + to_f(from_f<T>(acc[m] + bv));
+                        }
+                      }
+                    });
 }
 
-// The step; RING: in_proj and out_proj read through the weight ring (a kernel of its own, so that the register
-// GEMV kernel keeps its registers: both GEMVs in one kernel spilled).
-extern __shared__ uint4 step_smem[];
-template <typename T, int MT, bool RING>
-__device__ __forceinline__ void decode_step_body(const StepArgs& a) {  // A: normed rows (M, d_model); C: xdbl (M, nx) fp32; D: y (M, d_inner)
+template <typename T, int MT>
+__global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __grid_constant__ StepArgs a) {
+  extern __shared__ uint4 step_smem[];  // A: normed rows (M, d_model); C: xdbl (M, nx) fp32; D: y (M, d_inner)
   __shared__ float red[32];
   __shared__ float part[kStepWarps][MT];
   __shared__ float gpart[kStepWarps * gemv_rows_per_warp<T, MT>() * MT];
@@ -382,55 +364,21 @@ __device__ __forceinline__ void decode_step_body(const StepArgs& a) {  // A: nor
       if (threadIdx.x == 0) a.timing[(int64_t(l) * 8 + k) * nb + b] = clock64();
     }
   };
-  // The weight ring (smem_ring.cuh): in_proj / out_proj slices streamed through shared memory when enabled.
-  __shared__ uint64_t ring_full[kRingMaxStages], ring_empty[kRingMaxStages];
-  constexpr int SB = ring_stage_bytes<kStepWarps, MT>();
-  auto ring = [&]() {
-    return Ring{reinterpret_cast<char*>(step_smem) + a.ring_off, ring_full, ring_empty, unsigned(a.ring_slots),
-                a.ring_bulk != 0};
-  };
-  if (RING) ring_init<kStepWarps>(ring());
-  float* rpart = reinterpret_cast<float*>(reinterpret_cast<char*>(step_smem) + a.part_off);
-  // the bytes of this block's in_proj / out_proj rows
-  auto in_bytes = [&](const StepLayer& w) { return static_cast<const char*>(w.in_proj_w) + int64_t(in_rows.begin) * d * es; };
-  auto out_bytes = [&](const StepLayer& w) { return static_cast<const char*>(w.out_proj_w) + int64_t(out_rows.begin) * di * es; };
-  const int64_t in_n = int64_t(in_rows.end - in_rows.begin) * d * es, out_n = int64_t(out_rows.end - out_rows.begin) * di * es;
-  unsigned alloc = 0;                    // ring stages handed out so far
-  unsigned in_first = 0, out_first = 0;  // the first ring stages of the open in_proj / out_proj streams
-  auto open_in = [&](const StepLayer& w) {
-    in_first = alloc;
-    alloc += ring_open<kStepWarps, MT>(ring(), in_bytes(w), in_n, alloc).stages;
-  };
-  auto open_out = [&](const StepLayer& w) {
-    out_first = alloc;
-    alloc += ring_open<kStepWarps, MT>(ring(), out_bytes(w), out_n, alloc).stages;
-  };
-
   unsigned phase = 0;
   if (threadIdx.x == 0) phase = barrier_phase(a.barrier);
-  if (RING && a.ring_early) open_in(a.layer[0]);
-  if (!RING) in_slice(a.layer[0], a.prefetch_in);
-  auto no_stream = []() { return Stream{}; };
+  in_slice(a.layer[0], a.prefetch_in);
   for (int l = 0; l < a.n_layers; ++l) {
     const StepLayer& w = a.layer[l];
     stamp(l, 0);
-    if constexpr (RING) {
-      const Ring r = ring();
-      stage_in_proj<T, MT>(a, w, xs, red, gpart, in_rows, &r, [&]() {
-        if (a.ring_early == 0) open_in(w);
-        return stream_of<SB>(in_bytes(w), in_n, in_first);
-      }, rpart);
-      if (a.ring_early == 2) open_out(w);
-    } else {
-      stage_in_proj<T, MT>(a, w, xs, red, gpart, in_rows, nullptr, no_stream, rpart);
-    }
+    stage_in_proj<T, MT>(a, w, xs, red, gpart, in_rows);
     // Coming up: x_proj rows, dt_proj rows and A of this block's channels, then the out_proj slice.
     prefetch_range(static_cast<const char*>(w.x_proj_w) + int64_t(x_rows.begin) * di * es,
                    int64_t(x_rows.end - x_rows.begin) * di * es);
     prefetch_range(static_cast<const char*>(w.dt_proj_w) + int64_t(ch.begin) * a.dt_rank * es,
                    int64_t(ch.end - ch.begin) * a.dt_rank * es);
     prefetch_range(w.A + int64_t(ch.begin) * a.d_state, int64_t(ch.end - ch.begin) * a.d_state * 4);
-    if (!RING) prefetch_range(out_bytes(w), capped(a.prefetch_out, out_n));
+    prefetch_range(static_cast<const char*>(w.out_proj_w) + int64_t(out_rows.begin) * di * es,
+                   capped(a.prefetch_out, int64_t(out_rows.end - out_rows.begin) * di * es));
     stamp(l, 1);
     grid_barrier(a.barrier, phase);
     stamp(l, 2);
@@ -439,143 +387,49 @@ __device__ __forceinline__ void decode_step_body(const StepArgs& a) {  // A: nor
     grid_barrier(a.barrier, phase);
     stamp(l, 4);
     stage_scan<T, MT>(a, w, reinterpret_cast<float*>(step_smem), ch);
-    if (RING && a.ring_early == 1) open_out(w);
     stamp(l, 5);
     grid_barrier(a.barrier, phase);
     stamp(l, 6);
-    if constexpr (RING) {
-      const Ring r = ring();
-      stage_out_proj<T, MT>(a, w, xs, gpart, out_rows, &r, [&]() {
-        if (a.ring_early == 0) open_out(w);
-        return stream_of<SB>(out_bytes(w), out_n, out_first);
-      }, rpart);
-      if (l + 1 < a.n_layers && a.ring_early) open_in(a.layer[l + 1]);
-    } else {
-      stage_out_proj<T, MT>(a, w, xs, gpart, out_rows, nullptr, no_stream, rpart);
-      if (l + 1 < a.n_layers) in_slice(a.layer[l + 1], a.prefetch_in);
-    }
+    stage_out_proj<T, MT>(a, w, xs, gpart, out_rows);
+    if (l + 1 < a.n_layers) in_slice(a.layer[l + 1], a.prefetch_in);
     stamp(l, 7);
     if (l + 1 < a.n_layers) grid_barrier(a.barrier, phase);
   }
 }
 
-template <typename T, int MT>
-__global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __grid_constant__ StepArgs a) {
-  decode_step_body<T, MT, false>(a);
-}
-template <typename T, int MT>
-__global__ void __launch_bounds__(kStepThreads, 1) decode_step_ring_kernel(const __grid_constant__ StepArgs a) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  decode_step_body<T, MT, true>(a);
-#else
-  __trap();  // the host picks the ring kernel on sm_90 and later only
-#endif
-}
-
 int step_batch_template(int64_t M) { return M <= 1 ? 1 : M <= 2 ? 2 : M <= 4 ? 4 : 8; }
 
-// Shared memory (dynamic) of the step: the staging of rows (normed residual, xdbl, y), then, with the weight ring,
-// the ring GEMV's partial sums and the ring's slots.
-struct StepLayout {
-  size_t staging = 0, part_off = 0, ring_off = 0, bytes = 0;
-  int slots = 0;  // > 0: the ring kernel
-};
-
-size_t round128(size_t v) { return (v + 127) / 128 * 128; }
-
-size_t step_staging_bytes(const DecodeLayerParams& p) {
+size_t step_smem_bytes(const DecodeLayerParams& p) {
   const size_t es = dtype_size(p.act_dtype), M = size_t(p.batch);
   return std::max({M * size_t(p.d_model) * es, M * size_t(p.d_inner) * es,
                    M * size_t(p.dt_rank + 2 * p.d_state) * sizeof(float)});
 }
-// Calls fn(kernel) with the step kernel (the ring kernel when `ring`) for the act dtype and the batch template of M.
+
+// Calls fn(decode_step_kernel<T, MT>) for the act dtype and the batch template of M rows.
 template <class F>
-void with_step_kernel(DType act, int64_t M, bool ring, F&& fn) {
+void with_step_kernel(DType act, int64_t M, F&& fn) {
   const int mt = step_batch_template(M);
-  auto pick = [&](auto plain, auto ringk) { ring ? fn(ringk) : fn(plain); };
   MAMBART_DISPATCH_FLOAT(act, T, "decode_step",
-    if (mt == 1) pick(decode_step_kernel<T, 1>, decode_step_ring_kernel<T, 1>);
-    else if (mt == 2) pick(decode_step_kernel<T, 2>, decode_step_ring_kernel<T, 2>);
-    else if (mt == 4) pick(decode_step_kernel<T, 4>, decode_step_ring_kernel<T, 4>);
-    else pick(decode_step_kernel<T, 8>, decode_step_ring_kernel<T, 8>));
+    if (mt == 1) fn(decode_step_kernel<T, 1>);
+    else if (mt == 2) fn(decode_step_kernel<T, 2>);
+    else if (mt == 4) fn(decode_step_kernel<T, 4>);
+    else fn(decode_step_kernel<T, 8>));
 }
 
-void* step_kernel(DType act, int64_t M, bool ring) {
+void* step_kernel(DType act, int64_t M) {
   void* k = nullptr;
-  with_step_kernel(act, M, ring, [&](auto kernel) { k = reinterpret_cast<void*>(kernel); });
+  with_step_kernel(act, M, [&](auto kernel) { k = reinterpret_cast<void*>(kernel); });
   return k;
 }
 
-int env_int(const char* name, int dflt) {
+int env_kb(const char* name, int dflt) {
   const char* v = std::getenv(name);
   return v && *v ? std::atoi(v) : dflt;
 }
 
-// The layout for these layers on `device` (num_sms blocks): the ring where the config allows it, the device has
-// the bulk copy engine (sm_90+), both projections' rows are ring-shaped (C = K / VEC a multiple of 32, >= 64) and
-// at least two slots fit next to the rest; `why` says why not.
-StepLayout step_layout(const DecodeLayerParams& p, const StepConfig& cfg, int device, int num_sms,
-                       std::string* why = nullptr) {
-  StepLayout L;
-  L.staging = step_staging_bytes(p);
-  L.bytes = L.staging;
-  auto no = [&](const char* w) {
-    if (why) *why = w;
-    return L;
-  };
-  int major = 0, max_smem = 0;
-  MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  if (cfg.ring_mode == 0 || cfg.ring_kb <= 0) return no("turned off");
-  if (major < 9) return no("needs sm_90 or later (the bulk copy engine)");
-  const int64_t vec = 16 / int64_t(dtype_size(p.act_dtype));
-  auto ring_shaped = [&](int64_t K) { return K % vec == 0 && (K / vec) % 32 == 0 && K / vec >= 64; };
-  if (!ring_shaped(p.d_model) || !ring_shaped(p.d_inner))
-    return no("d_model and d_inner must be multiples of 32 x 16-byte chunks, at least 64 chunks");
-  const int mt = step_batch_template(p.batch);
-  auto part_floats = [&](int64_t chunks) {
-    return mt == 1 ? ring_part_floats<1>(chunks) : mt == 2 ? ring_part_floats<2>(chunks)
-         : mt == 4 ? ring_part_floats<4>(chunks) : ring_part_floats<8>(chunks);
-  };
-  const int64_t nb = num_sms;
-  const int64_t in_chunks = (2 * p.d_inner + nb - 1) / nb * (p.d_model / vec);
-  const int64_t out_chunks = (p.d_model + nb - 1) / nb * (p.d_inner / vec);
-  const int64_t part = std::max(part_floats(in_chunks), part_floats(out_chunks));
-  const size_t sb = mt <= 2 ? ring_stage_bytes<kStepWarps, 1>() : ring_stage_bytes<kStepWarps, 4>();
-  cudaFuncAttributes attr{};
-  MAMBART_CUDA_CHECK(cudaFuncGetAttributes(&attr, step_kernel(p.act_dtype, p.batch, true)));
-  L.part_off = round128(L.staging);
-  L.ring_off = round128(L.part_off + size_t(part) * sizeof(float));
-  const int64_t room = int64_t(max_smem) - int64_t(attr.sharedSizeBytes) - int64_t(L.ring_off);
-  const int64_t slots = std::min<int64_t>({kRingMaxStages, int64_t(cfg.ring_kb) * 1024 / int64_t(sb),
-                                           room > 0 ? room / int64_t(sb) : 0});
-  if (slots < 2) return no("fewer than two ring slots fit in shared memory");
-  L.slots = int(slots);
-  L.bytes = L.ring_off + size_t(slots) * sb;
-  return L;
-}
-
 }  // namespace
 
-bool decode_step_ring(const DecodeLayerParams& p, int device, int num_sms, const StepConfig& cfg, std::string* why) {
-  return step_layout(p, cfg, device, num_sms, why).slots > 0;
-}
-
-StepConfig StepConfig::from_env() {
-  StepConfig c;
-  const char* m = std::getenv("MAMBART_STEP_RING");
-  c.ring_mode = !m || !*m ? -1 : std::string(m) == "0" ? 0 : 1;
-  c.ring_kb = env_int("MAMBART_STEP_RING_KB", c.ring_kb);
-  c.ring_early = env_int("MAMBART_STEP_RING_EARLY", c.ring_early);
-  const char* copy = std::getenv("MAMBART_STEP_RING_COPY");
-  c.ring_bulk = copy && std::string(copy) == "bulk" ? 1 : 0;
-  c.prefetch_in_kb = env_int("MAMBART_STEP_PREFETCH_IN_KB", c.prefetch_in_kb);
-  c.prefetch_out_kb = env_int("MAMBART_STEP_PREFETCH_OUT_KB", c.prefetch_out_kb);
-  return c;
-}
-
-bool decode_step_applicable(const DecodeLayerParams* layers, int64_t n, int device, int num_sms,
-                            const StepConfig& cfg, std::string* why) {
+bool decode_step_applicable(const DecodeLayerParams* layers, int64_t n, int device, std::string* why) {
   auto no = [why](const std::string& w) { *why = w; return false; };
   if (n < 1) return no("no layers");
   const DecodeLayerParams& p = layers[0];
@@ -603,16 +457,15 @@ bool decode_step_applicable(const DecodeLayerParams* layers, int64_t n, int devi
   MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, device));
   if (!coop) return no("the device has no cooperative launch");
   MAMBART_CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  const StepLayout L = step_layout(p, cfg, device, num_sms);
-  void* kernel = step_kernel(p.act_dtype, p.batch, L.slots > 0);
-  cudaFuncAttributes attr{};
-  MAMBART_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
-  if (L.bytes + attr.sharedSizeBytes > size_t(max_smem)) return no("rows too long for shared memory");
+  const size_t static_smem = sizeof(float) * (32 + kStepWarps * 8) + 64;
+  if (step_smem_bytes(p) + static_smem > size_t(max_smem)) return no("rows too long for shared memory");
   // One block per SM must fit (registers, shared memory): the grid is one block per SM and co-resident.
-  if (L.bytes > (size_t(48) << 10))
-    MAMBART_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(L.bytes)));
+  const size_t smem = step_smem_bytes(p);
+  void* kernel = step_kernel(p.act_dtype, p.batch);
+  if (smem > (size_t(48) << 10))
+    MAMBART_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   int per_sm = 0;
-  MAMBART_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kStepThreads, L.bytes));
+  MAMBART_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kStepThreads, smem));
   if (per_sm < 1) return no("the kernel does not fit on a multiprocessor");
   return true;
 }
@@ -648,12 +501,11 @@ std::string decode_step_timing_report(const long long* t, int n_layers, int nblo
 }
 
 void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* barrier, long long* timing,
-                        int device, int num_sms, const StepConfig& cfg, cudaStream_t stream) {
+                        int num_sms, cudaStream_t stream) {
   const DecodeLayerParams& p = layers[0];
-  const StepLayout L = step_layout(p, cfg, device, num_sms);
-  const size_t smem = L.bytes;
+  const size_t smem = step_smem_bytes(p);
   if (smem > (size_t(48) << 10))
-    MAMBART_CUDA_CHECK(cudaFuncSetAttribute(step_kernel(p.act_dtype, p.batch, L.slots > 0),
+    MAMBART_CUDA_CHECK(cudaFuncSetAttribute(step_kernel(p.act_dtype, p.batch),
                                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   const int nb = num_sms;  // one block per SM: every block is resident (cooperative launch checks it)
 
@@ -664,11 +516,9 @@ void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* ba
   a.dt_vec = (p.dt_rank * es) % 16 == 0 ? 1 : 0;
   for (int64_t i = 0; i < n; ++i)
     if (reinterpret_cast<uintptr_t>(layers[i].dt_proj_w) % 16) a.dt_vec = 0;
-  a.prefetch_in = cfg.prefetch_in_kb << 10;
-  a.prefetch_out = cfg.prefetch_out_kb << 10;
-  a.ring_slots = L.slots;
-  a.ring_bulk = cfg.ring_bulk;
-  a.ring_early = cfg.ring_early; a.part_off = int(L.part_off); a.ring_off = int(L.ring_off);
+  // MAMBART_STEP_PREFETCH_IN_KB / _OUT_KB: bytes of weights asked of L2 ahead of their stage (tuning knobs).
+  a.prefetch_in = env_kb("MAMBART_STEP_PREFETCH_IN_KB", 64) << 10;
+  a.prefetch_out = env_kb("MAMBART_STEP_PREFETCH_OUT_KB", 128) << 10;
   a.residual = p.residual; a.xz = p.xz; a.xc = p.xc; a.xdbl = p.xdbl; a.y = p.y; a.barrier = barrier;
 
   for (int64_t l0 = 0; l0 < n; l0 += kMaxStepLayers) {
@@ -682,7 +532,7 @@ void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* ba
       s.dt_bias = q.dt_bias; s.A = q.A; s.D = q.D; s.out_proj_w = q.out_proj_w; s.out_proj_b = q.out_proj_b;
       s.conv_state = q.conv_state; s.ssm_state = q.ssm_state;
     }
-    with_step_kernel(p.act_dtype, p.batch, L.slots > 0, [&](auto kernel) {
+    with_step_kernel(p.act_dtype, p.batch, [&](auto kernel) {
       launch_as(kLaunchCooperative, kernel, dim3(unsigned(nb)), dim3(kStepThreads), smem, stream, a);
     });
     MAMBART_CUDA_CHECK_LAUNCH("decode_step");

@@ -368,58 +368,8 @@ def runner_with_env(name: str, value: str, **more: str):
 
 @pytest.fixture(scope="module")
 def cuda_persistent():
-    """A CUDA backend with the persistent decode step forced on (by default it is used for d_model > 1024 only);
-    in_proj / out_proj through the weight ring where it applies (sm_90+, ring-shaped rows)."""
+    """A CUDA backend with the persistent decode step forced on (by default it is used for d_model > 1024 only)."""
     return runner_with_env("MAMBART_CUDA_PERSISTENT", "1")
-
-
-# The persistent step's variants: the register GEMV (ring off) and the weight ring required (it must run: the
-# backend throws where it does not apply), filled by cp.async or the bulk copy engine, its streams opened at their
-# stage or early (before the barriers), 2 slots (64 KB).
-STEP_VARIANTS = {"register": {"MAMBART_STEP_RING": "0"}, "ring": {"MAMBART_STEP_RING": "1"},
-                 "ring_early1": {"MAMBART_STEP_RING": "1", "MAMBART_STEP_RING_EARLY": "1"},
-                 "ring_early2_64kb": {"MAMBART_STEP_RING": "1", "MAMBART_STEP_RING_EARLY": "2",
-                                      "MAMBART_STEP_RING_KB": "64"},
-                 "ring_bulk": {"MAMBART_STEP_RING": "1", "MAMBART_STEP_RING_COPY": "bulk"},
-                 "ring_bulk_early1": {"MAMBART_STEP_RING": "1", "MAMBART_STEP_RING_COPY": "bulk",
-                                      "MAMBART_STEP_RING_EARLY": "1"}}
-
-
-@pytest.fixture(scope="module", params=list(STEP_VARIANTS))
-def cuda_step_variant(request):
-    return request.param, runner_with_env("MAMBART_CUDA_PERSISTENT", "1", **STEP_VARIANTS[request.param])
-
-
-def ring_shaped(dt, d_model, d_inner):
-    """Rows the weight ring takes: 16-byte chunks per row a multiple of 32, at least 64 (smem_ring.cuh)."""
-    vec = 16 // {"F32": 4, "F16": 2, "BF16": 2}[dt]
-    return all(k % vec == 0 and (k // vec) % 32 == 0 and k // vec >= 64 for k in (d_model, d_inner))
-
-
-# batch, d_model, d_inner, d_state, dt_rank, d_conv, rms, biases: ring-shaped in fp16/bf16 (and fp32)
-RING_SHAPES = [
-    (1, 2560, 5120, 16, 160, 4, True, False),   # mamba-2.8b: 16 KB stages, pieces cross rows
-    (2, 2048, 4096, 16, 128, 4, True, True),    # mamba-1.4b at batch 2, biases
-    (3, 1024, 2048, 32, 64, 4, False, True),    # batch template 4: 32 KB stages, 3 rows a piece
-    (8, 768, 1536, 16, 48, 4, True, False),     # batch template 8, few out_proj rows per block
-    (1, 512, 2560, 16, 32, 3, True, False),     # short in_proj rows (64 chunks in fp16), d_conv 3
-]
-
-
-@pytest.mark.parametrize("dt", DTYPES)
-@pytest.mark.parametrize("shape", RING_SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_decode_layers_step_variants(ref, cuda_step_variant, dt, shape):
-    """Three layers in a row through the persistent step in each variant == the reference. The ring variants
-    require the ring (skipped before sm_90, where it does not exist)."""
-    name, runner = cuda_step_variant
-    if name != "register" and not ring_shaped(dt, shape[1], shape[2]):
-        pytest.skip("rows the ring does not take")
-    try:
-        check_layer(ref, runner, rng("decode_layers_variant", dt, shape), dt, shape, repeat=3)
-    except ValueError as e:  # InvalidArgument
-        if "sm_90" in str(e):
-            pytest.skip(str(e))
-        raise
 
 
 @pytest.mark.parametrize("dt", DTYPES)
@@ -432,13 +382,11 @@ def test_decode_layers_persistent(ref, cuda_persistent, dt, shape):
     check_layer(ref, cuda_persistent, rng("decode_layers", dt, shape), dt, shape, repeat=3)
 
 
-@pytest.mark.parametrize("env", [{}, {"MAMBART_STEP_RING": "0"}], ids=["default", "register"])
-def test_decode_layers_persistent_repeatable(env):
-    """The same inputs give bit-identical outputs run after run (no race between blocks, no atomics)."""
-    runner = runner_with_env("MAMBART_CUDA_PERSISTENT", "1", **env)
+def test_decode_layers_persistent_repeatable(cuda_persistent):
+    """The same inputs give bit-identical outputs run after run (no race between blocks)."""
     g = rng("decode_layers_repeat")
     kw = layer_inputs(g, "F16", 2, 768, 1536, 16, 48, 4, True, True)
-    outs = [runner.decode_layer(**kw, repeat=4) for _ in range(5)]
+    outs = [cuda_persistent.decode_layer(**kw, repeat=4) for _ in range(5)]
     for o in outs[1:]:
         for a, b in zip(outs[0], o):
             np.testing.assert_array_equal(a, b)
