@@ -115,7 +115,7 @@ __device__ __forceinline__ void prefetch_range(const void* p, int64_t bytes) {
 // shared memory (`part`, kStepWarps * RM * MT floats) and one thread per row finishes it. epi(n, acc[MT]).
 // (A first version gave each row 4..32 lanes of its own and no K split: few loads in flight, ~1.1 TB/s.)
 template <typename T, int MT>
-constexpr int gemv_rows_per_warp() { return MT <= 2 ? 8 : 4; }
+constexpr int gemv_rows_per_warp() { return MT <= 2 ? 5 : 4; }
 template <typename T, int MT, class Epi>
 __device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, const T* x, int M, float* part,
                                            Epi epi) {
@@ -140,20 +140,29 @@ __device__ __forceinline__ void block_gemv(const T* w, int K, int n0, int n1, co
     for (int m = 0; m < MT; ++m)
 #pragma unroll
       for (int j = 0; j < RM; ++j) acc[m][j] = 0.f;
-    constexpr int kUnroll = RM >= 8 ? 1 : 2;  // RM * kUnroll loads in flight per lane within 128 registers
-#pragma unroll kUnroll
-    for (int i = lane; lo + i < hi; i += 32) {
-      uint4 wv[RM];
+    // DEPTH chunks of each of the R rows per lane and pass, all loads issued before any use: R x DEPTH independent
+    // 16-byte loads in flight per lane (batch <= 2: 5 x 2 in 128 registers; else 4 x 1, the loop unrolled twice).
+    constexpr int DEPTH = MT <= 2 ? 2 : 1;
+#pragma unroll(DEPTH == 1 ? 2 : 1)
+    for (int i = lane; lo + i < hi; i += 32 * DEPTH) {
+      uint4 wv[DEPTH][RM];
 #pragma unroll
-      for (int j = 0; j < RM; ++j)
-        if (ok[j]) wv[j] = __ldg(wb + j * stride + i);
+      for (int h = 0; h < DEPTH; ++h)
 #pragma unroll
-      for (int m = 0; m < MT; ++m) {
-        if (m < M) {
-          const uint4 xv = reinterpret_cast<const uint4*>(x + int64_t(m) * K)[lo + i];
+        for (int j = 0; j < RM; ++j)
+          if (ok[j] && lo + i + 32 * h < hi) wv[h][j] = __ldg(wb + j * stride + i + 32 * h);
 #pragma unroll
-          for (int j = 0; j < RM; ++j)
-            if (ok[j]) acc[m][j] += dot16(wv[j], xv, T());
+      for (int h = 0; h < DEPTH; ++h) {
+        if (lo + i + 32 * h < hi) {
+#pragma unroll
+          for (int m = 0; m < MT; ++m) {
+            if (m < M) {
+              const uint4 xv = reinterpret_cast<const uint4*>(x + int64_t(m) * K)[lo + i + 32 * h];
+#pragma unroll
+              for (int j = 0; j < RM; ++j)
+                if (ok[j]) acc[m][j] += dot16(wv[h][j], xv, T());
+            }
+          }
         }
       }
     }
