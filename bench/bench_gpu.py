@@ -84,6 +84,7 @@ def timed(fn, reps: int) -> float:
 VARIANTS = {
     "per-layer": {"MAMBART_CUDA_PERSISTENT": "0"},
     "persistent": {"MAMBART_CUDA_PERSISTENT": "1"},
+    "persistent-no-state-prefetch": {"MAMBART_CUDA_PERSISTENT": "1", "MAMBART_STEP_PREFETCH_STATE": "0"},
 }
 
 

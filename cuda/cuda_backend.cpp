@@ -62,6 +62,9 @@ class CudaBackend final : public Backend {
     // unset picks by size (see decode_layers).
     const char* s_env = std::getenv("MAMBART_CUDA_PERSISTENT");
     persistent_mode_ = !s_env ? -1 : std::string(s_env) == "0" ? 0 : 1;
+    // MAMBART_STEP_PREFETCH_STATE=0: no L2 prefetch of the persistent step's state rows and small weights (bench).
+    const char* ps_env = std::getenv("MAMBART_STEP_PREFETCH_STATE");
+    step_prefetch_state_ = !(ps_env && std::string(ps_env) == "0");
     // MAMBART_CUDA_BATCHED: the batched decode step for 9..256 rows (decode_batch.cpp). Unset: used where it applies
     // unless MAMBART_CUDA_FUSED=0; 0: off (the ops composed); 1: required, an InvalidArgument when it does not apply
     // (tests: proves the path ran).
@@ -192,7 +195,8 @@ class CudaBackend final : public Backend {
     if (persistent && cuda::decode_step_applicable(layers, n, dev_, &why)) {
       long long* timing = step_timing_ && n <= kTimingLayers ? step_timing_ : nullptr;
       if (timing) timed_layers_ = n;
-      cuda::launch_decode_step(layers, n, static_cast<unsigned*>(step_barrier_), timing, num_sms_, stream_);
+      cuda::launch_decode_step(layers, n, static_cast<unsigned*>(step_barrier_), timing, num_sms_,
+                               step_prefetch_state_, stream_);
       return;
     }
     if (batched(layers, n)) {  // the out_proj result of a layer is added by the next one's add_norm
@@ -318,6 +322,7 @@ class CudaBackend final : public Backend {
   bool graphs_enabled_ = true;
   int fused_mode_ = -1;  // -1 auto, 0 off, 1 on
   int persistent_mode_ = -1;  // -1 auto, 0 off, 1 on
+  bool step_prefetch_state_ = true;
   int batched_mode_ = -1;  // -1 auto, 0 off, 1 required
   void* step_barrier_ = nullptr;  // the persistent decode kernel's grid barrier word
   static constexpr int64_t kTimingLayers = 256;

@@ -49,6 +49,7 @@ struct StepArgs {
   int dt_vec;             // dt_proj rows readable as 16-byte vectors
   int prefetch_in;        // bytes of the next layer's in_proj slice prefetched before the last barrier of a layer
   int prefetch_out;       // bytes of the out_proj slice prefetched after stage A
+  int prefetch_state;     // 1: L2 prefetch of the block's state rows and small per-row weights ahead of their stage
   float* residual;        // (M, d_model) fp32
   void* xz;               // (M, 2 d_inner): z in the second half
   void* xc;               // (M, d_inner)
@@ -375,9 +376,35 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
       if (threadIdx.x == 0) a.timing[(int64_t(l) * 8 + k) * nb + b] = clock64();
     }
   };
+  // The small reads at the start or end of a stage that would otherwise miss in L2 after a whole step of weight
+  // streaming: stage A's norm weights (each block asks for its 1/nb of them), in_proj bias and conv state / taps /
+  // bias of its x rows; stage C's ssm state, D and dt bias of its channels; stage D's out_proj bias.
+  const Slice xrows = {min(in_rows.begin, di), min(in_rows.end, di)};
+  auto prefetch_small_a = [&](const StepLayer& w) {
+    const Slice nrm = slice_of(d, nb, b);
+    prefetch_range(w.norm_w + nrm.begin, int64_t(nrm.end - nrm.begin) * 4);
+    if (w.norm_b) prefetch_range(w.norm_b + nrm.begin, int64_t(nrm.end - nrm.begin) * 4);
+    if (w.in_proj_b) prefetch_range(w.in_proj_b + in_rows.begin, int64_t(in_rows.end - in_rows.begin) * 4);
+    if (xrows.end > xrows.begin) {
+      for (int m = 0; m < a.M; ++m)
+        prefetch_range(w.conv_state + (int64_t(m) * di + xrows.begin) * a.d_conv,
+                       int64_t(xrows.end - xrows.begin) * a.d_conv * 4);
+      prefetch_range(w.conv_w + int64_t(xrows.begin) * a.d_conv, int64_t(xrows.end - xrows.begin) * a.d_conv * 4);
+      if (w.conv_b) prefetch_range(w.conv_b + xrows.begin, int64_t(xrows.end - xrows.begin) * 4);
+    }
+  };
+  auto prefetch_small_cd = [&](const StepLayer& w) {
+    for (int m = 0; m < a.M; ++m)
+      prefetch_range(w.ssm_state + (int64_t(m) * di + ch.begin) * a.d_state,
+                     int64_t(ch.end - ch.begin) * a.d_state * 4);
+    if (w.D) prefetch_range(w.D + ch.begin, int64_t(ch.end - ch.begin) * 4);
+    if (w.dt_bias) prefetch_range(w.dt_bias + ch.begin, int64_t(ch.end - ch.begin) * 4);
+    if (w.out_proj_b) prefetch_range(w.out_proj_b + out_rows.begin, int64_t(out_rows.end - out_rows.begin) * 4);
+  };
   unsigned phase = 0;
   if (threadIdx.x == 0) phase = barrier_phase(a.barrier);
   in_slice(a.layer[0], a.prefetch_in);
+  if (a.prefetch_state) prefetch_small_a(a.layer[0]);
   for (int l = 0; l < a.n_layers; ++l) {
     const StepLayer& w = a.layer[l];
     stamp(l, 0);
@@ -388,6 +415,7 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
     prefetch_range(static_cast<const char*>(w.dt_proj_w) + int64_t(ch.begin) * a.dt_rank * es,
                    int64_t(ch.end - ch.begin) * a.dt_rank * es);
     prefetch_range(w.A + int64_t(ch.begin) * a.d_state, int64_t(ch.end - ch.begin) * a.d_state * 4);
+    if (a.prefetch_state) prefetch_small_cd(w);
     prefetch_range(static_cast<const char*>(w.out_proj_w) + int64_t(out_rows.begin) * di * es,
                    capped(a.prefetch_out, int64_t(out_rows.end - out_rows.begin) * di * es));
     stamp(l, 1);
@@ -402,7 +430,10 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __gr
     grid_barrier(a.barrier, phase);
     stamp(l, 6);
     stage_out_proj<T, MT>(a, w, xs, gpart, out_rows);
-    if (l + 1 < a.n_layers) in_slice(a.layer[l + 1], a.prefetch_in);
+    if (l + 1 < a.n_layers) {
+      in_slice(a.layer[l + 1], a.prefetch_in);
+      if (a.prefetch_state) prefetch_small_a(a.layer[l + 1]);
+    }
     stamp(l, 7);
     if (l + 1 < a.n_layers) grid_barrier(a.barrier, phase);
   }
@@ -512,7 +543,7 @@ std::string decode_step_timing_report(const long long* t, int n_layers, int nblo
 }
 
 void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* barrier, long long* timing,
-                        int num_sms, cudaStream_t stream) {
+                        int num_sms, bool prefetch_state, cudaStream_t stream) {
   const DecodeLayerParams& p = layers[0];
   const size_t smem = step_smem_bytes(p);
   if (smem > (size_t(48) << 10))
@@ -530,6 +561,7 @@ void launch_decode_step(const DecodeLayerParams* layers, int64_t n, unsigned* ba
   // MAMBART_STEP_PREFETCH_IN_KB / _OUT_KB: bytes of weights asked of L2 ahead of their stage (tuning knobs).
   a.prefetch_in = env_kb("MAMBART_STEP_PREFETCH_IN_KB", 64) << 10;
   a.prefetch_out = env_kb("MAMBART_STEP_PREFETCH_OUT_KB", 128) << 10;
+  a.prefetch_state = prefetch_state ? 1 : 0;
   a.residual = p.residual; a.xz = p.xz; a.xc = p.xc; a.xdbl = p.xdbl; a.y = p.y; a.barrier = barrier;
 
   for (int64_t l0 = 0; l0 < n; l0 += kMaxStepLayers) {
