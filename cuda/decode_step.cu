@@ -112,10 +112,11 @@ __device__ __forceinline__ void prefetch_range(const void* p, int64_t bytes) {
 // (row, part of K): with few rows per block K is split in S parts so that every warp still gets several units.
 // Warp w takes the units w + 16 j (j < R <= RM per pass) and its 32 lanes walk their K parts in 16-byte chunks:
 // every lane keeps R x DEPTH independent weight loads in flight, and a warp reads 512 contiguous bytes of a row per
-// load. (Measured on an H200, docs/BENCHMARKS.md session 5: 5 rows x 2 chunks vs 8 x 1 gained 1%, and streaming the
-// rows through a shared-memory ring with up to 192 KB per SM in flight was slower: loads in flight are not what
-// limits these GEMVs at ~3 TB/s.) With S == 1 lane j of the warp finishes its unit j's row; else the S partial sums of a row meet in
-// shared memory (`part`, kStepWarps * RM * MT floats) and one thread per row finishes it. epi(n, acc[MT]).
+// load. With S == 1 lane j of the warp finishes its unit j's row; else the S partial sums of a row meet in shared
+// memory (`part`, kStepWarps * RM * MT floats) and one thread per row finishes it. epi(n, acc[MT]).
+// (Measured on an H200, docs/BENCHMARKS.md session 5: 5 rows x 2 chunks instead of 8 x 1 gained 1%, and streaming
+// the rows through a shared-memory ring with up to 192 KB per SM in flight was slower: loads in flight are not what
+// limits these GEMVs at ~3 TB/s.)
 // (A first version gave each row 4..32 lanes of its own and no K split: few loads in flight, ~1.1 TB/s.)
 template <typename T, int MT>
 constexpr int gemv_rows_per_warp() { return MT <= 2 ? 5 : 4; }
