@@ -2,7 +2,7 @@
 # One script for the GPU machine: builds the package with the CUDA backend, runs the GPU tests, measures the
 # device copy bandwidth and runs bench/bench_gpu.py (mambart vs HF transformers in one process), printing the
 # benchmark table last. Output files go to $OUT (default ./gpu_out).
-# Usage: bash tools/gpu_check.sh [build] [test] [bench] [profile] [stalls]   (default: build test bench)
+# Usage: bash tools/gpu_check.sh [build] [test] [bench] [profile] [stalls] [probe]   (default: build test bench)
 #   env: ARCHS (default 90-real), TEST_TIMEOUT (s, default 900: a hung kernel ends the stage), BENCH_ARGS (e.g. "--shapes 130m --no-hf"), PYTEST_ARGS, PYTEST_K (a -k expression),
 #        NCU_METRICS (comma-separated, default gpu__time_duration.sum; bench/ncu_table.py adds the others as columns),
 #        PROFILE_CASES: ';'-separated argument lists of bench/profile_gpu.py, each profiled per kernel with ncu
@@ -58,6 +58,10 @@ if [[ " $STAGES " == *" profile "* ]]; then
         $PY bench/profile_gpu.py $c > "$f" 2> "$f.err" || { echo "PROFILE FAILED: $c"; tail -5 "$f.err"; }
     $PY bench/ncu_table.py "$f" "$c" | tee "$f.md" | head -24
   done
+fi
+if [[ " $STAGES " == *" probe "* ]]; then
+  # GEMV layouts against the read ceiling (bench/gemv_probe.cu: standalone, needs only nvcc).
+  nvcc -O3 -arch=sm_90 bench/gemv_probe.cu -o /tmp/gemv_probe 2>&1 | tail -5 && /tmp/gemv_probe | tee "$OUT/gemv_probe.txt"
 fi
 if [[ " $STAGES " == *" stalls "* ]]; then
   # Why one kernel waits: ncu's warp-state, scheduler and occupancy sections plus stall samples per SASS
