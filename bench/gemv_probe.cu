@@ -68,8 +68,9 @@ __global__ void read_kernel(const uint4* w, float* out) {
 template <int R, int D, bool STRIDED>
 __global__ void __launch_bounds__(512, 1) slice_kernel(const uint4* w, const uint4* x, float* out) {
   const int nb = gridDim.x, b = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int r0 = STRIDED ? 0 : int(int64_t(kN) * b / nb), r1 = STRIDED ? (kN - b + nb - 1) / nb : int(int64_t(kN) * (b + 1) / nb);
-  const int nr = r1 - r0;  // rows of this block (local index j -> row r0 + j, or b + j * nb)
+  // rows of this block: local index j -> row r0 + j (slice), or b + j * nb (strided)
+  const int r0 = STRIDED ? 0 : int(int64_t(kN) * b / nb);
+  const int nr = STRIDED ? (kN - b + nb - 1) / nb : int(int64_t(kN) * (b + 1) / nb) - r0;
   for (int l = 0; l < kLayers; ++l) {
     const uint4* m = w + int64_t(l) * kN * kC;
     for (int base = warp; base < nr; base += 16 * R) {
