@@ -88,6 +88,10 @@ VARIANTS = {
 }
 
 
+# Prefill variants timed after the default: the scan cut into time segments (MAMBART_SCAN_SEGMENTS, scan.cu).
+SCAN_SEGMENTS = ["2", "3", "4", "auto"]
+
+
 def bench_decode_variant(mambart, folder: Path, env: dict, prompt_len=100, gen=100, reps=3) -> float:
     """Decode ms/token at batch 1 with a backend created under `env` (e.g. MAMBART_CUDA_FUSED=0)."""
     old = {k: os.environ.get(k) for k in env}
@@ -180,6 +184,15 @@ def bench_mambart(mambart, folder: Path, prompt_len=100, gen=100, reps=5):
 
         pf()
         r[f"p{L}_ms"] = timed(pf, 3) * 1e3
+        if L == 8192:  # the prefill scan in time segments (env read per launch; default one segment)
+            r["p8192_segments"] = {}
+            for v in SCAN_SEGMENTS:
+                os.environ["MAMBART_SCAN_SEGMENTS"] = v
+                try:
+                    pf()
+                    r["p8192_segments"][v] = timed(pf, 3) * 1e3
+                finally:
+                    os.environ.pop("MAMBART_SCAN_SEGMENTS", None)
     del s, st, st64
     gc.collect()
     return r
@@ -206,7 +219,10 @@ def fmt_table(rows, device, bw):
                  f"{n} default {r['dec_ms']:.3f}, " + ", ".join(f"{v} {r['variants'][v]:.3f}" for v in r.get("variants", {}))
                  for n, r in rows.items()) + "; b64 decode-only tok/s: " + ", ".join(
                  f"{n} {r['b64_dec_tok_s']:.0f}" for n, r in rows.items()) + "; b64 tok/s with the batched decode "
-             "step off (MAMBART_CUDA_BATCHED=0): " + ", ".join(f"{n} {r['b64_composed_tok_s']:.0f}" for n, r in rows.items()), "",
+             "step off (MAMBART_CUDA_BATCHED=0): " + ", ".join(f"{n} {r['b64_composed_tok_s']:.0f}" for n, r in rows.items()),
+             "", "Prefill 8192 ms with the scan in time segments (MAMBART_SCAN_SEGMENTS; default 1): " + "; ".join(
+                 f"{n} 1: {r['p8192_ms']:.1f}, " + ", ".join(f"{v}: {t:.1f}" for v, t in r.get("p8192_segments", {}).items())
+                 for n, r in rows.items()), "",
              "| shape | gen ms/tok | dec ms/tok | floor ms | % floor | b64 tok/s | prefill 2048 / 8192 ms | HF ms/tok | "
              "HF / mambart | mamba_ssm gen ms/tok (H100, issue) | target |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

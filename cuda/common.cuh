@@ -64,7 +64,11 @@ __device__ __forceinline__ void pdl_trigger() {
 #endif
 }
 
-__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+#ifdef __CUDA_ARCH__
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#endif
+}
 
 // kernel<<<grid, block, smem, stream>>>(args...) with one launch attribute, checking the launch: kLaunchPdl adds
 // programmatic stream serialization when PDL is enabled; kLaunchCooperative makes a cooperative launch (every block
@@ -88,7 +92,11 @@ void launch_as(LaunchMode mode, void (*kernel)(KArgs...), dim3 grid, dim3 block,
   }
   cfg.attrs = attr;
   cfg.numAttrs = mode == kLaunchCooperative || pdl_enabled() ? 1 : 0;
+#ifdef MAMBART_CUDA_SIM  // the CPU simulation (tests/cuda_sim): run the blocks on host threads
+  ::cuda_sim::launch(grid, block, kernel, std::forward<Args>(args)...);
+#else
   MAMBART_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+#endif
 }
 template <typename... KArgs, typename... Args>
 void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
@@ -125,15 +133,23 @@ __device__ __forceinline__ float softplus(float v) { return v > 20.f ? v : log1p
 // The prefill scans' fast paths. 2^v in one MUFU.EX2 (results below 2^-126 flush to 0: harmless for a decay
 // factor); exp(delta * A) = ex2_fast(delta * A * kLog2e).
 __device__ __forceinline__ float ex2_fast(float v) {
+#ifdef __CUDA_ARCH__
   float r;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
   return r;
+#else  // host compilation (the CPU simulation)
+  return exp2f(v);
+#endif
 }
 constexpr float kLog2e = 1.4426950408889634f;
 __device__ __forceinline__ float rcp_fast(float v) {  // 1 / v in one MUFU.RCP (1 ulp); 1 / inf = 0
+#ifdef __CUDA_ARCH__
   float r;
   asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
   return r;
+#else
+  return 1.f / v;
+#endif
 }
 // silu(z) = z * sigmoid(z) in two MUFU ops, once per (token, channel); -> 0 as z -> -inf.
 __device__ __forceinline__ float silu_fast(float v) { return v * rcp_fast(1.f + ex2_fast(-v * kLog2e)); }

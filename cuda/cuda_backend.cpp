@@ -88,7 +88,8 @@ class CudaBackend final : public Backend {
     cudaSetDevice(dev_);
     for (auto& kv : graphs_) cudaGraphExecDestroy(kv.second);
     cublas_.reset();
-    if (sample_scratch_) cudaFree(sample_scratch_);
+    if (sample_scratch_.p) cudaFree(sample_scratch_.p);
+    if (scan_scratch_.p) cudaFree(scan_scratch_.p);
     if (step_timing_) write_timing();
     if (step_barrier_) cudaFree(step_barrier_);
     if (cublas_ws_) cudaFree(cublas_ws_);
@@ -152,7 +153,12 @@ class CudaBackend final : public Backend {
     cuda::launch_matmul(p, cuda::gemv_applicable(p) ? nullptr : cublas(), stream_);
   }
   void conv1d(const Conv1dParams& p) override { DeviceGuard g(dev_); cuda::launch_conv1d(p, stream_); }
-  void scan(const ScanParams& p) override { DeviceGuard g(dev_); cuda::launch_scan(p, num_sms_, stream_); }
+  void scan(const ScanParams& p) override {
+    DeviceGuard g(dev_);
+    const size_t need = cuda::scan_scratch_bytes(p, num_sms_);  // the prefill scan's time segments (0: none)
+    void* ws = need ? scan_scratch(need) : nullptr;
+    cuda::launch_scan(p, num_sms_, stream_, ws, ws ? need : 0);
+  }
   // Fused decode layer for batch <= 8 (decode_layer.cpp), the batched step for 9..256 rows (decode_batch.cpp).
   // Otherwise (or with MAMBART_CUDA_FUSED=0) the ops composed, with out_proj accumulated into the fp32 residual: by
   // the GEMV's residual epilogue (batch <= 8) or cuBLAS with beta = 1 (no bias), else the default composition
@@ -277,25 +283,33 @@ class CudaBackend final : public Backend {
     if (st != cudaStreamCaptureStatusNone)
       throw DeviceError(cuda::str(name_, ": ", what, " inside a recorded (CUDA graph) region is not allowed"));
   }
-  // Zeroed scratch of the greedy sampler; grows outside captures only (nullptr: the one-block path).
-  void* sample_scratch(int64_t rows) {
-    const size_t need = cuda::sample_scratch_bytes(rows);
-    if (need <= sample_scratch_bytes_) return sample_scratch_;
+  // A device buffer that grows on demand, outside graph captures only: inside one (or out of memory) grow()
+  // returns nullptr and the caller takes its path without scratch. Growing waits for the stream (the old buffer
+  // may still be in use) and, if asked, zeroes the new one.
+  struct Scratch {
+    void* p = nullptr;
+    size_t bytes = 0;
+  };
+  void* grow(Scratch& s, size_t need, bool zero) {
+    if (need <= s.bytes) return s.p;
     cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
     if (cudaStreamIsCapturing(stream_, &st) != cudaSuccess || st != cudaStreamCaptureStatusNone) return nullptr;
     MAMBART_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    if (sample_scratch_) cudaFree(sample_scratch_);
-    sample_scratch_ = nullptr;
-    sample_scratch_bytes_ = 0;
-    if (cudaMalloc(&sample_scratch_, need) != cudaSuccess) {
+    if (s.p) cudaFree(s.p);
+    s = Scratch{};
+    if (cudaMalloc(&s.p, need) != cudaSuccess) {
       (void)cudaGetLastError();
-      sample_scratch_ = nullptr;
+      s.p = nullptr;
       return nullptr;
     }
-    MAMBART_CUDA_CHECK(cudaMemset(sample_scratch_, 0, need));
-    sample_scratch_bytes_ = need;
-    return sample_scratch_;
+    if (zero) MAMBART_CUDA_CHECK(cudaMemset(s.p, 0, need));
+    s.bytes = need;
+    return s.p;
   }
+  // Zeroed scratch of the greedy sampler (nullptr: the one-block path).
+  void* sample_scratch(int64_t rows) { return grow(sample_scratch_, cuda::sample_scratch_bytes(rows), true); }
+  // The prefill scan's time segments (nullptr: one segment): (segments x batch x d_inner x d_state) floats.
+  void* scan_scratch(size_t need) { return grow(scan_scratch_, need, false); }
   cuda::Cublas* cublas() {
     if (!cublas_tried_) {
       cublas_tried_ = true;
@@ -353,8 +367,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cuda::Cublas> cublas_;
   void* cublas_ws_ = nullptr;
   std::string cublas_why_;
-  void* sample_scratch_ = nullptr;
-  size_t sample_scratch_bytes_ = 0;
+  Scratch sample_scratch_, scan_scratch_;
 };
 
 }  // namespace

@@ -57,7 +57,11 @@ bool supports_conv1d(const Conv1dParams& p, std::string* why);
 void launch_conv1d(const Conv1dParams& p, cudaStream_t stream);
 
 bool supports_scan(const ScanParams& p, std::string* why);
-void launch_scan(const ScanParams& p, int num_sms, cudaStream_t stream);
+// Scratch (bytes) the prefill scan would use for p: its time segments' states (scan_prefill.cuh), 0 for one segment.
+size_t scan_scratch_bytes(const ScanParams& p, int num_sms);
+// With less scratch than scan_scratch_bytes (nullptr: none), the prefill scan runs in one segment.
+void launch_scan(const ScanParams& p, int num_sms, cudaStream_t stream, void* scratch = nullptr,
+                 size_t scratch_bytes = 0);
 
 // Decode scan step with dt_proj fused: dt (batch, d_inner) = x (batch, dt_rank; row stride x_batch_stride) w^T,
 // w (d_inner, dt_rank); p.dt is unused. Needs seqlen 1, d_state % 16 == 0 (<= 64), 16-byte aligned A and state.

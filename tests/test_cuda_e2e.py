@@ -104,13 +104,21 @@ def test_batched_decode_equals_cpu(model_dir):
     np.testing.assert_array_equal(gpu.generate(ids, max_new_tokens=12, stop_tokens=[]), want)
 
 
-def test_prefill_longer_than_a_chunk(tmp_path):
+@pytest.mark.parametrize("segments", ["1", "4"])
+def test_prefill_longer_than_a_chunk(tmp_path, monkeypatch, segments):
+    """5000 tokens: two CUDA chunks, the scan in one segment or in time segments (MAMBART_SCAN_SEGMENTS)."""
+    monkeypatch.setenv("MAMBART_SCAN_SEGMENTS", segments)
     model = make_hf_model(seed=5)
     folder = save_hf(model, tmp_path / "m")
     ids = np.random.default_rng(5).integers(0, model.config.vocab_size, size=(1, 5000))
-    gpu = mambart.Session(folder, device="cuda").forward(ids)
-    cpu = mambart.Session(folder, device="cpu").forward(ids)
+    s = mambart.Session(folder, device="cuda")
+    st = s.new_state(1)
+    gpu = s.forward(ids, state=st)
+    c = mambart.Session(folder, device="cpu")
+    cst = c.new_state(1)
+    cpu = c.forward(ids, state=cst)
     assert rel_err(gpu[:, -50:], cpu[:, -50:]) <= 1e-4
+    assert rel_err(st.ssm, cst.ssm) <= 1e-4
 
 
 def test_unknown_cuda_index_raises():

@@ -201,6 +201,20 @@ def test_scan_prefill_lanes(ref, cuda, monkeypatch, lanes, batch, seqlen, d_inne
         check_scan(ref, cuda, g, dt, batch, seqlen, d_inner, d_state, True, True)
 
 
+@pytest.mark.parametrize("segments", ["2", "3", "auto"])
+@pytest.mark.parametrize("lanes", ["4", "8", "16"])
+@pytest.mark.parametrize("batch,seqlen,d_inner,d_state", [(2, 300, 512, 16), (1, 97, 70, 13), (1, 1100, 256, 16),
+                                                          (1, 64, 40, 16)])
+def test_scan_prefill_segments(ref, cuda, monkeypatch, segments, lanes, batch, seqlen, d_inner, d_state):
+    """The prefill scan cut into time segments (MAMBART_SCAN_SEGMENTS, read per launch; scan_prefill.cuh): the local
+    pass, then the full pass from the rebuilt states. auto asks for 2 segments on (1, 1100, 256, 16)."""
+    monkeypatch.setenv("MAMBART_SCAN_LANES", lanes)
+    monkeypatch.setenv("MAMBART_SCAN_SEGMENTS", segments)
+    for dt in ("F32", "F16"):
+        g = rng("scan_segments", segments, lanes, batch, seqlen, d_inner, d_state, dt)
+        check_scan(ref, cuda, g, dt, batch, seqlen, d_inner, d_state, True, True)
+
+
 def test_scan_prefill_equals_steps(cuda):
     """The prefill scan leaves the same state and outputs as stepping token by token (fp32)."""
     g = rng("scan_steps")
