@@ -88,8 +88,10 @@ VARIANTS = {
 }
 
 
-# Prefill variants timed after the default: the scan cut into time segments (MAMBART_SCAN_SEGMENTS, scan.cu).
-SCAN_SEGMENTS = ["2", "3", "4", "auto"]
+# Prefill variants timed after the default (knobs read per launch): the scan cut into time segments
+# (MAMBART_SCAN_SEGMENTS, scan.cu; default one segment), the scalar conv1d prefill kernel (default: 16-byte path).
+PREFILL_VARIANTS = {**{f"segments {v}": {"MAMBART_SCAN_SEGMENTS": v} for v in ("2", "3", "4", "auto")},
+                    "conv scalar": {"MAMBART_CONV_VEC": "0"}}
 
 
 def bench_decode_variant(mambart, folder: Path, env: dict, prompt_len=100, gen=100, reps=3) -> float:
@@ -184,15 +186,16 @@ def bench_mambart(mambart, folder: Path, prompt_len=100, gen=100, reps=5):
 
         pf()
         r[f"p{L}_ms"] = timed(pf, 3) * 1e3
-        if L == 8192:  # the prefill scan in time segments (env read per launch; default one segment)
-            r["p8192_segments"] = {}
-            for v in SCAN_SEGMENTS:
-                os.environ["MAMBART_SCAN_SEGMENTS"] = v
+        if L == 8192:  # prefill variants (env read per launch)
+            r["p8192_variants"] = {}
+            for v, env in PREFILL_VARIANTS.items():
+                os.environ.update(env)
                 try:
                     pf()
-                    r["p8192_segments"][v] = timed(pf, 3) * 1e3
+                    r["p8192_variants"][v] = timed(pf, 3) * 1e3
                 finally:
-                    os.environ.pop("MAMBART_SCAN_SEGMENTS", None)
+                    for k in env:
+                        os.environ.pop(k, None)
     del s, st, st64
     gc.collect()
     return r
@@ -220,8 +223,8 @@ def fmt_table(rows, device, bw):
                  for n, r in rows.items()) + "; b64 decode-only tok/s: " + ", ".join(
                  f"{n} {r['b64_dec_tok_s']:.0f}" for n, r in rows.items()) + "; b64 tok/s with the batched decode "
              "step off (MAMBART_CUDA_BATCHED=0): " + ", ".join(f"{n} {r['b64_composed_tok_s']:.0f}" for n, r in rows.items()),
-             "", "Prefill 8192 ms with the scan in time segments (MAMBART_SCAN_SEGMENTS; default 1): " + "; ".join(
-                 f"{n} 1: {r['p8192_ms']:.1f}, " + ", ".join(f"{v}: {t:.1f}" for v, t in r.get("p8192_segments", {}).items())
+             "", "Prefill 8192 variants (ms): " + "; ".join(
+                 f"{n} default {r['p8192_ms']:.1f}, " + ", ".join(f"{v} {t:.1f}" for v, t in r.get("p8192_variants", {}).items())
                  for n, r in rows.items()), "",
              "| shape | gen ms/tok | dec ms/tok | floor ms | % floor | b64 tok/s | prefill 2048 / 8192 ms | HF ms/tok | "
              "HF / mambart | mamba_ssm gen ms/tok (H100, issue) | target |",

@@ -183,6 +183,20 @@ __device__ __forceinline__ void unpack16(const uint4& v, float (&o)[8], H tag) {
   }
 }
 
+// Vec<E>::n floats -> one 16-byte vector of E (rounded to nearest): the inverse of unpack16.
+__device__ __forceinline__ uint4 pack16(const float (&v)[4], float) {
+  return make_uint4(__float_as_uint(v[0]), __float_as_uint(v[1]), __float_as_uint(v[2]), __float_as_uint(v[3]));
+}
+template <typename H>
+__device__ __forceinline__ uint4 pack16(const float (&v)[8], H) {
+  H h[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) h[i] = from_f<H>(v[i]);
+  uint4 r;
+  memcpy(&r, h, sizeof r);
+  return r;
+}
+
 // 16 bytes global -> shared without a register round trip (cp.async, L2 only, sm_80+), zero-filled when !ok (src is
 // then not read); complete after cp_async_wait_all(), and a __syncthreads() must follow before other threads read.
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool ok = true) {

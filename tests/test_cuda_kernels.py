@@ -132,7 +132,8 @@ def test_matmul_model_sizes(ref, cuda):
 
 
 @pytest.mark.parametrize("dt", DTYPES)
-@pytest.mark.parametrize("batch,seqlen,d_inner", [(1, 1, 5), (3, 1, 130), (2, 3, 64), (1, 17, 33), (2, 100, 96)])
+@pytest.mark.parametrize("batch,seqlen,d_inner", [(1, 1, 5), (3, 1, 130), (2, 3, 64), (1, 17, 33), (2, 100, 96),
+                                                  (1, 300, 512)])  # d_inner % 8 == 0: the 16-byte prefill path
 @pytest.mark.parametrize("d_conv", [1, 2, 3, 4, 7])
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_conv1d(ref, cuda, dt, batch, seqlen, d_inner, d_conv, with_bias):

@@ -1,7 +1,8 @@
-"""CUDA kernels on the CPU simulation (tests/cuda_sim): where no GPU is present (CI), the prefill scan of
-cuda/scan.cu, host launch logic included, is compiled as C++ with tests/cuda_sim/cuda_sim.h (each block's threads
-as std::threads, __syncthreads as a barrier) and checked against the scalar reference on random inputs by
-tests/cuda_sim/scan_sim.cpp: every lane count, time segments, fp32/fp16/bf16, odd shapes, both tile paths.
+"""CUDA kernels on the CPU simulation (tests/cuda_sim): where no GPU is present (CI), cuda/scan.cu and
+cuda/conv1d.cu, host launch logic included, are compiled as C++ with tests/cuda_sim/cuda_sim.h (each block's
+threads as std::threads, __syncthreads as a barrier) and checked against the scalar reference on random inputs:
+the prefill scan (scan_sim.cpp: every lane count, time segments, fp32/fp16/bf16, odd shapes, both tile paths) and
+the conv1d kernels (conv_sim.cpp: the 16-byte and scalar prefill paths, d_conv 1..7, the decode step).
 A second build under ThreadSanitizer turns a missing barrier between a block's threads into a reported race
 (slower: with CI=true or MAMBART_SIM_TSAN=1). Needs the CUDA headers (CUDA_HOME, or /usr/local/cuda*) and a
 C++20 compiler; skips otherwise. The GPU tests (test_cuda_kernels.py) remain the word on the hardware."""
@@ -17,6 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM = ROOT / "tests" / "cuda_sim"
+KERNELS = ("scan.cu", "conv1d.cu")  # the CUDA sources run on the simulation
 
 
 def _cuda_include() -> str | None:
@@ -38,11 +40,12 @@ def _build(tmp: Path, extra: list[str]) -> Path:
         pytest.skip("no CUDA headers (CUDA_HOME or /usr/local/cuda*)")
     if not shutil.which(cxx):
         pytest.skip(f"no C++ compiler ({cxx})")
-    exe = tmp / "scan_sim"
+    exe = tmp / "kernels_sim"
     cmd = [cxx, "-std=c++20", "-O1", "-g", "-DMAMBART_CUDA_SIM", *extra, "-include", str(SIM / "cuda_sim.h"),
            f"-I{ROOT / 'cuda'}", f"-I{ROOT / 'cpp' / 'src'}", f"-I{inc}",
-           "-x", "c++", str(ROOT / "cuda" / "scan.cu"), "-x", "none",
-           str(SIM / "cuda_sim.cpp"), str(SIM / "scan_sim.cpp"), str(ROOT / "cpp" / "src" / "ref" / "ref_ops.cpp"),
+           "-x", "c++", *[str(ROOT / "cuda" / f) for f in KERNELS], "-x", "none",
+           *[str(SIM / f) for f in ("cuda_sim.cpp", "sim_main.cpp", "scan_sim.cpp", "conv_sim.cpp")],
+           str(ROOT / "cpp" / "src" / "ref" / "ref_ops.cpp"),
            str(ROOT / "cpp" / "src" / "dtype.cpp"), str(ROOT / "cuda" / "errors.cpp"), "-o", str(exe), "-lpthread"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if p.returncode != 0 and "<barrier>" in p.stderr:
@@ -60,15 +63,16 @@ def _run(exe: Path) -> str:
     return out
 
 
-def test_scan_prefill_on_cpu_simulation(tmp_path):
+def test_kernels_on_cpu_simulation(tmp_path):
     out = _run(_build(tmp_path, []))
-    assert out.count("\nok ") + out.startswith("ok ") >= 30, out  # the cases really ran
+    assert "scan: " in out and "conv1d: " in out, out
+    assert out.count("ok ") >= 70, out  # the cases really ran
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (os.environ.get("CI", "").lower() == "true" or os.environ.get("MAMBART_SIM_TSAN") == "1"),
                     reason="ThreadSanitizer build: set MAMBART_SIM_TSAN=1 (or CI=true)")
-def test_scan_prefill_block_protocol_tsan(tmp_path):
+def test_kernels_block_protocol_tsan(tmp_path):
     cxx = os.environ.get("CXX", "g++")
     if shutil.which(cxx):
         lib = subprocess.run([cxx, "-print-file-name=libtsan.so"], capture_output=True, text=True).stdout.strip()

@@ -13,6 +13,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <barrier>
 #include <cmath>
 #include <cstring>
@@ -119,6 +120,8 @@ inline unsigned __float_as_uint(float f) {
   return u;
 }
 inline float __expf(float v) { return std::exp(v); }
+using std::max;  // CUDA's global min/max overloads
+using std::min;
 inline float rsqrtf(float v) { return 1.f / std::sqrt(v); }
 // The runtime's typed overload (declared for nvcc only); the simulator has nothing to configure.
 template <class F>

@@ -1,7 +1,7 @@
 // The prefill scan of cuda/scan.cu, run on the CPU simulation (cuda_sim.h), against the scalar reference
 // (cpp/src/ref): every lane count, one or several time segments, fp32 / fp16 / bf16, odd shapes, both tile fetch
 // paths (16-byte cp.async rows and element copies), x/z and B/C interleaved as the model stores them, a nonzero
-// initial state. Prints one line per case and exits 1 if any case is off (tests/test_cuda_sim.py builds and runs it).
+// initial state. One line per case; run_scan_cases() returns the number of failed cases.
 // Tolerances (max |sim - ref| / max |ref|) as tests/test_cuda_kernels.py: state and fp32 y 1e-5 up to 100 tokens,
 // 1e-4 beyond; fp16 / bf16 y 1e-2.
 #include <algorithm>
@@ -14,11 +14,15 @@
 
 #include "kernels.h"
 #include "ref/ref_ops.h"
+#include "sim_util.h"
 
 namespace {
 
 using mambart::DType;
 using mambart::ScanParams;
+using sim::esize;
+using sim::name;
+using sim::rel;
 
 struct Case {
   DType dt;
@@ -29,19 +33,6 @@ struct Case {
   int64_t pad = 0;       // extra elements per token row (odd: the element-copy tile path)
   bool scratch = true;   // hand the launcher the scratch it asks for
 };
-
-const char* name(DType t) { return t == DType::F32 ? "F32" : t == DType::F16 ? "F16" : "BF16"; }
-size_t esize(DType t) { return t == DType::F32 ? 4 : 2; }
-
-double rel(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 1e-30;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    num = std::max(num, std::fabs(double(a[i]) - double(b[i])));
-    den = std::max(den, std::fabs(double(b[i])));
-  }
-  return num / den;
-}
 
 // Runs one case; returns whether it passed.
 bool run(const Case& c, int num_sms) {
@@ -110,7 +101,7 @@ bool run(const Case& c, int num_sms) {
 
 }  // namespace
 
-int main() {
+int run_scan_cases() {
   const int num_sms = 132;
   std::vector<Case> cases;
   for (DType t : {DType::F32, DType::F16, DType::BF16})
@@ -129,6 +120,6 @@ int main() {
   cases.push_back({DType::F32, 1, 1000, 32, 16, true, true, "8", "7"});              // 7 segments of 160 tokens
   int failed = 0;
   for (const Case& c : cases) failed += run(c, num_sms) ? 0 : 1;
-  std::printf("%zu cases, %d failed\n", cases.size(), failed);
-  return failed ? 1 : 0;
+  std::printf("scan: %zu cases, %d failed\n", cases.size(), failed);
+  return failed;
 }
