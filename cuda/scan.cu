@@ -176,8 +176,9 @@ struct PrefillPlan {
 };
 
 // Time segments: MAMBART_SCAN_SEGMENTS unset or 1 -> one (the default: the segmented scan is not yet measured on a
-// GPU); N -> N; "auto" -> enough blocks for ~4 per SM (one warp per sub-partition each), segments of >= 512 tokens,
-// at most 8 (a guess until measured: docs/BENCHMARKS.md, session 6). Segments are whole kSegTile tiles.
+// GPU); N -> N; "auto" -> as many as fill one wave of the segment pass (kScanMinBlocks = 5 blocks per SM, one warp
+// per sub-partition each), segments of >= 512 tokens, at most 8: 2.8b and 1.4b -> 2, 130m -> 3 at batch 1 on 132
+// SMs (a guess until measured: docs/BENCHMARKS.md, session 6). Segments are whole kSegTile tiles.
 static PrefillPlan prefill_plan(const ScanParams& p, int num_sms) {
   PrefillPlan pl;
   pl.maxs = p.d_state <= 16 ? 16 : p.d_state <= 32 ? 32 : 64;
@@ -187,8 +188,8 @@ static PrefillPlan prefill_plan(const ScanParams& p, int num_sms) {
   if (const char* e = std::getenv("MAMBART_SCAN_SEGMENTS")) {
     if (std::string(e) == "auto") {
       const int64_t cb = 128 / pl.lanes, blocks = std::max<int64_t>(1, p.batch * ((p.d_inner + cb - 1) / cb));
-      const int64_t want = (4 * int64_t(std::max(num_sms, 1)) + blocks - 1) / blocks;
-      n = int(std::min<int64_t>({want, 8, std::max<int64_t>(1, p.seqlen / 512)}));
+      const int64_t want = kScanMinBlocks<kScanSegment> * int64_t(std::max(num_sms, 1)) / blocks;
+      n = int(std::max<int64_t>(1, std::min<int64_t>({want, 8, p.seqlen / 512})));
     } else {
       n = std::max(1, std::min(64, std::atoi(e)));
     }

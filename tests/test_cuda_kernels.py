@@ -208,7 +208,7 @@ def test_scan_prefill_lanes(ref, cuda, monkeypatch, lanes, batch, seqlen, d_inne
                                                           (1, 64, 40, 16)])
 def test_scan_prefill_segments(ref, cuda, monkeypatch, segments, lanes, batch, seqlen, d_inner, d_state):
     """The prefill scan cut into time segments (MAMBART_SCAN_SEGMENTS, read per launch; scan_prefill.cuh): the local
-    pass, then the full pass from the rebuilt states. auto asks for 2 segments on (1, 1100, 256, 16)."""
+    pass, then the segment pass from the rebuilt states. auto asks for 2 segments on (1, 1100, 256, 16)."""
     monkeypatch.setenv("MAMBART_SCAN_LANES", lanes)
     monkeypatch.setenv("MAMBART_SCAN_SEGMENTS", segments)
     for dt in ("F32", "F16"):

@@ -6,7 +6,8 @@
 #   env: ARCHS (default 90-real), TEST_TIMEOUT (s, default 900: a hung kernel ends the stage), BENCH_ARGS (e.g. "--shapes 130m --no-hf"), PYTEST_ARGS, PYTEST_K (a -k expression),
 #        NCU_METRICS (comma-separated, default gpu__time_duration.sum; bench/ncu_table.py adds the others as columns),
 #        PROFILE_CASES: ';'-separated argument lists of bench/profile_gpu.py, each profiled per kernel with ncu
-#        (default: 2.8b prefill of one 4096-token chunk, 2.8b decode at batch 64 and 1, 130m decode at batch 1)
+#        (default: 2.8b prefill of one 4096-token chunk, 2.8b decode at batch 64 and 1, 130m decode at batch 1); a
+#        case may start with VAR=value words, set for that case only ("MAMBART_SCAN_SEGMENTS=3 2.8b prefill 1 2 4096")
 #   stalls: STALL_CASE (one profile_gpu.py argument list), NCU_KERNEL (kernel name regex, default scan_prefill)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -53,9 +54,10 @@ fi
 if [[ " $STAGES " == *" profile "* ]]; then
   IFS=';' read -ra CASES <<< "${PROFILE_CASES:-2.8b prefill 1 2 4096;2.8b decode 64 2 4;2.8b decode 1 2 4;130m decode 1 0 4}"
   for c in "${CASES[@]}"; do
-    f="$OUT/ncu_$(echo $c | tr ' ' '_').csv"
-    ncu --profile-from-start off --clock-control none --csv --page raw --metrics "${NCU_METRICS:-gpu__time_duration.sum}" \
-        $PY bench/profile_gpu.py $c > "$f" 2> "$f.err" || { echo "PROFILE FAILED: $c"; tail -5 "$f.err"; }
+    f="$OUT/ncu_$(echo $c | tr ' =' '__').csv"
+    vars=$(echo "$c" | grep -oE '^([A-Z_]+=[^ ]+ +)+' || true)  # leading VAR=value words: that case's environment
+    env $vars ncu --profile-from-start off --clock-control none --csv --page raw --metrics "${NCU_METRICS:-gpu__time_duration.sum}" \
+        $PY bench/profile_gpu.py ${c#"$vars"} > "$f" 2> "$f.err" || { echo "PROFILE FAILED: $c"; tail -5 "$f.err"; }
     $PY bench/ncu_table.py "$f" "$c" | tee "$f.md" | head -24
   done
 fi
