@@ -48,6 +48,13 @@ __device__ __forceinline__ float block_sum(float v, float* sh) {
   return warp_sum(t);
 }
 
+// The block's dynamic shared memory as `T name[]`, 16-byte aligned (on the CPU simulation: its per-block buffer).
+#ifdef MAMBART_CUDA_SIM
+#define MAMBART_DYNAMIC_SMEM(T, name) T* name = reinterpret_cast<T*>(::cuda_sim::dynamic_smem())
+#else
+#define MAMBART_DYNAMIC_SMEM(T, name) extern __shared__ __align__(16) T name[]
+#endif
+
 // Programmatic dependent launch (sm_90+): every kernel is launched with programmatic stream serialization, so it
 // may start while the previous kernel drains; it must wait here before touching memory the previous one uses.
 __device__ __forceinline__ void pdl_wait() {

@@ -58,7 +58,7 @@ __global__ void __launch_bounds__(CxCfg<T>::kThreads) conv_xproj_kernel(ConvXpro
                                                                          int pair, int early) {
   using Cfg = CxCfg<T>;
   constexpr int KC = Cfg::kCh, MR = Cfg::kRows, LD = Cfg::kLd, NC = Cfg::kMaxConv, RPT = Cfg::kRowsPerThread;
-  extern __shared__ __align__(16) unsigned char cx_smem[];
+  MAMBART_DYNAMIC_SMEM(unsigned char, cx_smem);
   T* xs = reinterpret_cast<T*>(cx_smem);  // (MR, LD): xc of the tile, the mma's a
   T* ws = xs + MR * LD;                   // (nx8, LD): x_proj[:, c0 : c0 + KC], the mma's b
   const int tid = int(threadIdx.x);

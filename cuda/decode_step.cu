@@ -353,7 +353,7 @@ __device__ void stage_out_proj(const StepArgs& a, const StepLayer& w, T* ys, flo
 
 template <typename T, int MT>
 __global__ void __launch_bounds__(kStepThreads, 1) decode_step_kernel(const __grid_constant__ StepArgs a) {
-  extern __shared__ uint4 step_smem[];  // A: normed rows (M, d_model); C: xdbl (M, nx) fp32; D: y (M, d_inner)
+  MAMBART_DYNAMIC_SMEM(uint4, step_smem);  // A: normed rows (M, d_model); C: xdbl (M, nx) fp32; D: y (M, d_inner)
   __shared__ float red[32];
   __shared__ float part[kStepWarps][MT];
   __shared__ float gpart[kStepWarps * gemv_rows_per_warp<T, MT>() * MT];

@@ -64,7 +64,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(GemvArgs a) {
   }
   pdl_wait();
   if (a.early) pdl_trigger();
-  extern __shared__ uint4 gemv_xs[];
+  MAMBART_DYNAMIC_SMEM(uint4, gemv_xs);
   if (MODE == kFuseNormConv) {  // x = norm(residual) * w (+ b), rows padded to 16 bytes, in shared memory
     __shared__ float nred[32];
     norm_rows<T, false>(a.f.residual, a.M, a.K, a.f.norm_w, a.f.norm_b, a.f.rms, a.f.eps, reinterpret_cast<T*>(gemv_xs),

@@ -17,7 +17,7 @@ __global__ void add_norm_kernel(float* __restrict__ residual, const T* __restric
     const int64_t z1 = min(n_zero, (int64_t(blockIdx.x) + 1) * per);
     for (int64_t i = int64_t(blockIdx.x) * per + threadIdx.x; i < z1; i += blockDim.x) zero[i] = 0.f;
   }
-  extern __shared__ float row[];  // (dim,)
+  MAMBART_DYNAMIC_SMEM(float, row);  // (dim,)
   __shared__ float red[32];
   const int64_t r = blockIdx.x;
   float* res = residual + r * dim;

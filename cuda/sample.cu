@@ -80,7 +80,7 @@ __device__ void block_argmax(float v, int idx, float* shv, int* shi, float* out_
 
 __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleParams p) {
   pdl_wait();
-  extern __shared__ uint32_t seen[];  // (vocab / 32) bitmap, only with a repetition penalty
+  MAMBART_DYNAMIC_SMEM(uint32_t, seen);  // (vocab / 32) bitmap, only with a repetition penalty
   __shared__ float shf[32];
   __shared__ int shi[32];
   __shared__ unsigned shu[32];

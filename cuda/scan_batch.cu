@@ -48,7 +48,7 @@ template <typename T, int NQ>
 __global__ void __launch_bounds__(kSbThreads, 4) scan_batch_kernel(ScanBatchArgs a, int vec_w, int early) {
   constexpr int CH = kSbCh, RB = kSbRows, DS = 16 * NQ;
   constexpr int U = NQ == 1 ? 8 : NQ == 2 ? 4 : 2;  // rows of a chunk: 8 float4 of state in flight per thread
-  extern __shared__ __align__(16) unsigned char sb_smem[];
+  MAMBART_DYNAMIC_SMEM(unsigned char, sb_smem);
   const int r = a.dt_rank, nx = r + 2 * DS, di = a.d_inner;
   const SbLayout L = sb_layout(r, DS, int(sizeof(T)));
   const int ld = L.ld;

@@ -144,7 +144,7 @@ __global__ void __launch_bounds__(128, kScanMinBlocks<PASS>) scan_prefill_kernel
   constexpr int L = Cfg::L, CB = Cfg::CB, T = Cfg::T, NTH = Cfg::kThreads, PER = Cfg::PER, VE = Cfg::VE;
   constexpr int CW = Cfg::CW;
   constexpr bool kLocal = Cfg::kLocal, kSeg = PASS != kScanWhole;
-  extern __shared__ __align__(16) float sm[];
+  MAMBART_DYNAMIC_SMEM(float, sm);
   const int tid = threadIdx.x;
   const int64_t b = blockIdx.y;
   const int seg = kSeg ? int(blockIdx.z) : 0;

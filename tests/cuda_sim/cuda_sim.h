@@ -14,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstring>
@@ -40,6 +41,7 @@ inline thread_local Block* t_cur = nullptr;
 constexpr size_t kSmemFloats = 232448 / 4;
 
 inline void syncthreads() { t_cur->block->arrive_and_wait(); }
+inline void syncwarp() { t_cur->warps[int(threadIdx.x) / 32]->arrive_and_wait(); }
 
 template <class V>
 V shfl_xor(V v, int mask) {
@@ -54,7 +56,8 @@ V shfl_xor(V v, int mask) {
   return r;
 }
 
-void fill_smem_nan();  // defined next to the shared-memory array (cuda_sim.cpp)
+void* dynamic_smem();   // the dynamic shared memory of the block being run (MAMBART_DYNAMIC_SMEM; cuda_sim.cpp)
+void fill_smem_nan();   // fills it with NaN
 
 // kernel(args...) over grid x block (1-D blocks): blocks in order, x fastest; a block's threads concurrently. A
 // thread that leaves the kernel early drops out of its block's and warp's barriers, as on the GPU.
@@ -97,14 +100,13 @@ void launch(dim3 grid, dim3 block, void (*kernel)(KArgs...), Args&&... args) {
 #undef __global__
 #define __global__
 #undef __shared__
-#define __shared__
+#define __shared__ static  // one variable for all threads (blocks run one at a time); dynamic: MAMBART_DYNAMIC_SMEM
 #undef __launch_bounds__
 #define __launch_bounds__(...)
 
 inline void __syncthreads() { cuda_sim::syncthreads(); }
-inline float __shfl_xor_sync(unsigned, float v, int mask) { return cuda_sim::shfl_xor(v, mask); }
-inline int __shfl_xor_sync(unsigned, int v, int mask) { return cuda_sim::shfl_xor(v, mask); }
-inline unsigned __shfl_xor_sync(unsigned, unsigned v, int mask) { return cuda_sim::shfl_xor(v, mask); }
+template <class V>
+inline V __shfl_xor_sync(unsigned, V v, int mask) { return cuda_sim::shfl_xor(v, mask); }
 template <class T>
 inline T __ldg(const T* p) { return *p; }
 template <class T>
@@ -120,6 +122,23 @@ inline unsigned __float_as_uint(float f) {
   return u;
 }
 inline float __expf(float v) { return std::exp(v); }
+// Atomics: the block's threads run concurrently, so these are real atomics on host memory.
+inline unsigned atomicAdd(unsigned* p, unsigned v) { return std::atomic_ref<unsigned>(*p).fetch_add(v); }
+inline int atomicAdd(int* p, int v) { return std::atomic_ref<int>(*p).fetch_add(v); }
+inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
+inline unsigned atomicOr(unsigned* p, unsigned v) { return std::atomic_ref<unsigned>(*p).fetch_or(v); }
+inline unsigned long long atomicExch(unsigned long long* p, unsigned long long v) {
+  return std::atomic_ref<unsigned long long>(*p).exchange(v);
+}
+inline unsigned long long atomicMax(unsigned long long* p, unsigned long long v) {
+  std::atomic_ref<unsigned long long> a(*p);
+  unsigned long long old = a.load();
+  while (old < v && !a.compare_exchange_weak(old, v)) {
+  }
+  return old;
+}
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline void __syncwarp(unsigned = 0xffffffffu) { cuda_sim::syncwarp(); }
 using std::max;  // CUDA's global min/max overloads
 using std::min;
 inline float rsqrtf(float v) { return 1.f / std::sqrt(v); }

@@ -28,3 +28,4 @@ inline double rel(const std::vector<float>& a, const std::vector<float>& b) {
 
 int run_scan_cases();  // scan_sim.cpp
 int run_conv_cases();  // conv_sim.cpp
+int run_op_cases();    // ops_sim.cpp
