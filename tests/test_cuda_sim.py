@@ -1,11 +1,11 @@
 """CUDA kernels on the CPU simulation (tests/cuda_sim): where no GPU is present (CI), the CUDA sources in KERNELS,
-host launch logic included, are compiled as C++ with tests/cuda_sim/cuda_sim.h (each block's threads as
-std::threads, __syncthreads as a barrier) and checked against the scalar reference on random inputs: the prefill
+host launch logic included, are compiled as C++ with tests/cuda_sim/cuda_sim.h (a block's threads as fibers,
+__syncthreads as a barrier) and checked against the scalar reference on random inputs: the prefill
 scan (scan_sim.cpp: every lane count, time segments, fp32/fp16/bf16, odd shapes, both tile paths), the conv1d
 kernels (conv_sim.cpp: the 16-byte and scalar prefill paths, d_conv 1..7, the decode step) and the other per-op
 kernels (ops_sim.cpp: embed, add_norm, GEMV and fallback GEMM, decode scan step, sampling).
-A second build under ThreadSanitizer (the scan and conv1d groups) turns a missing barrier between a block's threads
-into a reported race (slower: with CI=true or MAMBART_SIM_TSAN=1). Needs the CUDA headers (CUDA_HOME, or /usr/local/cuda*) and a
+A second build under ThreadSanitizer (the scan and conv1d groups; the threads then as std::threads) turns a missing
+barrier between a block's threads into a reported race (slower: with CI=true or MAMBART_SIM_TSAN=1). Needs the CUDA headers (CUDA_HOME, or /usr/local/cuda*) and a
 C++20 compiler; skips otherwise. The GPU tests (test_cuda_kernels.py) remain the word on the hardware."""
 from __future__ import annotations
 
