@@ -3,8 +3,9 @@ host launch logic included, are compiled as C++ with tests/cuda_sim/cuda_sim.h (
 __syncthreads as a barrier) and checked against the scalar reference on random inputs: the prefill
 scan (scan_sim.cpp: every lane count, time segments, fp32/fp16/bf16, odd shapes, both tile paths), the conv1d
 kernels (conv_sim.cpp: the 16-byte and scalar prefill paths, d_conv 1..7, the decode step) and the other per-op
-kernels (ops_sim.cpp: embed, add_norm, GEMV and fallback GEMM, decode scan step, sampling).
-A second build under ThreadSanitizer (the scan and conv1d groups; the threads then as std::threads) turns a missing
+kernels (ops_sim.cpp: embed, add_norm, GEMV and fallback GEMM, decode scan step, sampling) and the batched decode
+step's fused kernels (batch_sim.cpp: conv_xproj, scan_batch, against the ops they fuse).
+A second build under ThreadSanitizer (the scan, conv1d and batch groups; the threads then as std::threads) turns a missing
 barrier between a block's threads into a reported race (slower: with CI=true or MAMBART_SIM_TSAN=1). Needs the CUDA headers (CUDA_HOME, or /usr/local/cuda*) and a
 C++20 compiler; skips otherwise. The GPU tests (test_cuda_kernels.py) remain the word on the hardware."""
 from __future__ import annotations
@@ -19,8 +20,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM = ROOT / "tests" / "cuda_sim"
-# The CUDA sources run on the simulation (the others need grid-wide barriers, tensor-core asm or cuBLAS).
-KERNELS = ("scan.cu", "conv1d.cu", "embed.cu", "norm.cu", "matmul.cu", "sample.cu")
+# The CUDA sources run on the simulation (decode_step.cu needs grid-wide barriers; decode_layer / decode_batch /
+# cuda_backend are host code around a device).
+KERNELS = ("scan.cu", "conv1d.cu", "embed.cu", "norm.cu", "matmul.cu", "sample.cu", "conv_xproj.cu", "scan_batch.cu")
 
 
 def _cuda_include() -> str | None:
@@ -46,7 +48,8 @@ def _build(tmp: Path, extra: list[str]) -> Path:
     cmd = [cxx, "-std=c++20", "-O1", "-g", "-DMAMBART_CUDA_SIM", *extra, "-include", str(SIM / "cuda_sim.h"),
            f"-I{ROOT / 'cuda'}", f"-I{ROOT / 'cpp' / 'src'}", f"-I{inc}",
            "-x", "c++", *[str(ROOT / "cuda" / f) for f in KERNELS], "-x", "none",
-           *[str(SIM / f) for f in ("cuda_sim.cpp", "sim_main.cpp", "scan_sim.cpp", "conv_sim.cpp", "ops_sim.cpp")],
+           *[str(SIM / f) for f in ("cuda_sim.cpp", "sim_main.cpp", "scan_sim.cpp", "conv_sim.cpp", "ops_sim.cpp",
+                                    "batch_sim.cpp")],
            str(ROOT / "cpp" / "src" / "ref" / "ref_ops.cpp"), str(ROOT / "cpp" / "src" / "dtype.cpp"),
            str(ROOT / "cuda" / "errors.cpp"), str(ROOT / "cuda" / "cublas_loader.cpp"), "-o", str(exe), "-lpthread", "-ldl"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -67,8 +70,8 @@ def _run(exe: Path, *groups: str) -> str:
 
 def test_kernels_on_cpu_simulation(tmp_path):
     out = _run(_build(tmp_path, []))
-    assert "scan: " in out and "conv1d: " in out and "ops: " in out, out
-    assert out.count("ok ") >= 130, out  # the cases really ran (139 when written)
+    assert all(f"{g}: " in out for g in ("scan", "conv1d", "ops", "batch")), out
+    assert out.count("ok ") >= 140, out  # the cases really ran (148 when written)
 
 
 @pytest.mark.slow
@@ -80,8 +83,8 @@ def test_kernels_block_protocol_tsan(tmp_path):
         lib = subprocess.run([cxx, "-print-file-name=libtsan.so"], capture_output=True, text=True).stdout.strip()
         if not (os.path.isabs(lib) and os.path.exists(lib)):
             pytest.skip("the compiler has no ThreadSanitizer runtime (libtsan.so)")
-    # The kernels with shared-memory pipelines between a block's threads (scan tiles, conv); the ops group takes ~8
-    # minutes under TSan and reports one benign race (the decode scan step's padded lanes read the last channel's
-    # state that its owner writes, and discard the value).
-    out = _run(_build(tmp_path, ["-fsanitize=thread"]), "scan", "conv1d")
+    # The kernels with shared-memory pipelines between a block's threads (scan tiles, conv, the batched step's tiles
+    # and atomics); the ops group takes ~8 minutes under TSan and reports one benign race (the decode scan step's
+    # padded lanes read the last channel's state that its owner writes, and discard the value).
+    out = _run(_build(tmp_path, ["-fsanitize=thread"]), "scan", "conv1d", "batch")
     assert "ThreadSanitizer" not in out, out[-8000:]

@@ -21,7 +21,7 @@ cudaError_t cudaGetDevice(int* dev) {
   return cudaSuccess;
 }
 cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr attr, int) {  // an H100/H200's SM count
-  *v = attr == cudaDevAttrMultiProcessorCount ? 132 : 0;
+  *v = attr == cudaDevAttrMultiProcessorCount ? 132 : attr == cudaDevAttrMaxSharedMemoryPerBlockOptin ? 232448 : 0;
   return cudaSuccess;
 }
 const char* cudaGetErrorString(cudaError_t) { return "CUDA error (simulator)"; }

@@ -22,17 +22,8 @@ using mambart::DType;
 std::mt19937 g_rng(12345);
 float randn() { return std::normal_distribution<float>(0.f, 1.f)(g_rng); }
 
-// A buffer of n values of dtype t, random normal * scale (rounded to t).
-std::vector<unsigned char> rand_buf(DType t, int64_t n, float scale = 1.f) {
-  std::vector<unsigned char> b(size_t(n) * sim::esize(t));
-  for (int64_t i = 0; i < n; ++i) mambart::ref::store(b.data(), t, i, scale * randn());
-  return b;
-}
-std::vector<float> as_f32(const std::vector<unsigned char>& b, DType t) {
-  std::vector<float> o(b.size() / sim::esize(t));
-  for (size_t i = 0; i < o.size(); ++i) o[i] = mambart::ref::load(b.data(), t, int64_t(i));
-  return o;
-}
+std::vector<unsigned char> rand_buf(DType t, int64_t n, float scale = 1.f) { return sim::rand_buf(g_rng, t, n, scale); }
+using sim::as_f32;
 double tol(DType t) { return t == DType::F32 ? 1e-5 : 1e-2; }
 
 int report(bool ok, const std::string& what, double err) {

@@ -2,9 +2,11 @@
 #pragma once
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <vector>
 
 #include "ops.h"
+#include "ref/ref_ops.h"
 
 namespace sim {
 
@@ -24,8 +26,23 @@ inline double rel(const std::vector<float>& a, const std::vector<float>& b) {
   return num / den;
 }
 
+// n values of dtype t (bytes), normal * scale rounded to t.
+inline std::vector<unsigned char> rand_buf(std::mt19937& g, mambart::DType t, int64_t n, float scale = 1.f) {
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<unsigned char> b(static_cast<size_t>(n) * esize(t));
+  for (int64_t i = 0; i < n; ++i) mambart::ref::store(b.data(), t, i, scale * nd(g));
+  return b;
+}
+// A buffer of dtype t as floats.
+inline std::vector<float> as_f32(const std::vector<unsigned char>& b, mambart::DType t) {
+  std::vector<float> o(b.size() / esize(t));
+  for (size_t i = 0; i < o.size(); ++i) o[i] = mambart::ref::load(b.data(), t, int64_t(i));
+  return o;
+}
+
 }  // namespace sim
 
 int run_scan_cases();  // scan_sim.cpp
 int run_conv_cases();  // conv_sim.cpp
 int run_op_cases();    // ops_sim.cpp
+int run_batch_cases(); // batch_sim.cpp
